@@ -1,0 +1,115 @@
+"""The `vcr-proxy` command line.
+
+Every user error is one line on stderr naming the file (and line) and what to do; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cassette import load
+from .errors import CassetteError
+from .persisters.filesystem import write_atomic
+from .serializers.emitter import LAYOUTS, Layout
+
+CASSETTE_SUFFIXES = (".yaml", ".yml")
+
+
+def cassette_files(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """The cassette files named by `paths` (folders searched recursively), and problems."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in CASSETTE_SUFFIXES
+                           and p.is_file() and not p.name.startswith("."))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{name}: no such file or folder")
+    return files, problems
+
+
+def parse_layout(value: str | None) -> Layout | None:
+    if value is None:
+        return None
+    if value in LAYOUTS:
+        return LAYOUTS[value]
+    raise click.BadParameter(f"unknown layout {value!r}; choose one of {', '.join(LAYOUTS)}")
+
+
+def _report(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vcr-proxy", prog_name="vcr-proxy")
+def main() -> None:
+    """vcr-proxy: record and replay LLM API traffic as go-vcr cassettes."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def check(paths: tuple[str, ...]) -> None:
+    """Validate cassettes (files, or folders searched recursively).
+
+    Prints one line per bad file and exits 1 if there is any.
+    """
+    files, problems = cassette_files(paths)
+    for path in files:
+        try:
+            cassette = load(path)
+        except CassetteError as error:
+            problems.append(str(error))
+            continue
+        for note in cassette.ignored:
+            problems.append(f"{path}: {note}: Go ignores it and drops it on save; remove it")
+    _report(problems)
+    sys.exit(1 if problems else 0)
+
+
+@main.command("fmt")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; list the files that would change and exit 1 if any.")
+@click.option("--layout", metavar="NAME", help=f"Rewrite in this layout ({', '.join(LAYOUTS)}) "
+              "instead of each file's own.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
+    """Rewrite cassettes in exactly the bytes Go's go-vcr writes.
+
+    Each file keeps its own layout unless --layout says otherwise. Files are replaced
+    atomically; a file that does not load is reported and left alone.
+    """
+    target = parse_layout(layout)
+    files, problems = cassette_files(paths)
+    changed = []
+    for path in files:
+        try:
+            cassette = load(path)
+            original = path.read_bytes()
+        except CassetteError as error:
+            problems.append(str(error))
+            continue
+        formatted = cassette.dumps(target).encode("utf-8")
+        if formatted == original:
+            continue
+        changed.append(path)
+        if check_only:
+            click.echo(str(path))
+            continue
+        for note in cassette.ignored:
+            click.echo(f"{path}: {note}: dropped, as Go does on save", err=True)
+        write_atomic(path, formatted)
+        click.echo(f"formatted {path}")
+    _report(problems)
+    sys.exit(1 if problems or (check_only and changed) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
