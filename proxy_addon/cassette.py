@@ -117,7 +117,7 @@ class Cassette:
     interactions: list[Interaction] = field(default_factory=list)
     version: int = VERSION
     # How the file was indented when loaded; kept when it is written again.
-    layout: Layout = DEFAULT_LAYOUT
+    layout: Layout = field(default=DEFAULT_LAYOUT, compare=False)
     # Fields that Go ignores (and so would drop on save), as "line N: name" notes.
     ignored: list[str] = field(default_factory=list, compare=False)
 

@@ -17,6 +17,11 @@ def _is_letter(c: str) -> bool:
     return c.isalpha()
 
 
+def _wrap64(n: int) -> int:
+    """Go's int64 arithmetic: long digit runs overflow and wrap around."""
+    return (n + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
 def go_less(a: str, b: str) -> bool:
     digits = False
     for i in range(min(len(a), len(b))):
@@ -39,11 +44,11 @@ def go_less(a: str, b: str) -> bool:
                 j -= 1
         ai = i
         while ai < len(a) and _is_digit(a[ai]):
-            an = an * 10 + ord(a[ai]) - 48
+            an = _wrap64(an * 10 + ord(a[ai]) - 48)
             ai += 1
         bi = i
         while bi < len(b) and _is_digit(b[bi]):
-            bn = bn * 10 + ord(b[bi]) - 48
+            bn = _wrap64(bn * 10 + ord(b[bi]) - 48)
             bi += 1
         if an != bn:
             return an < bn

@@ -2,21 +2,26 @@
 // cassettes into go-vcr v4's structs with gopkg.in/yaml.v3 and marshals them again,
 // exactly as go-vcr's Load and Save do (Save prepends "---\n").
 //
-// Protocol on stdin/stdout, one frame per cassette: an 8-byte big-endian length,
-// then the bytes. Each answer is a status byte (0 ok, 1 unmarshal error, 2 marshal
-// error), a byte that is 1 when Go reads its own output back to the same value,
-// then a length-prefixed payload: the marshalled cassette, or the error text.
+// Protocol on stdin/stdout, one frame per cassette: a mode byte, an 8-byte big-endian
+// length, then the bytes. Mode 'Y': the bytes are a cassette to unmarshal and marshal
+// again. Mode 'J': the bytes are the cassette as JSON with every string base64-encoded
+// (Go strings need not be UTF-8), marshalled straight to YAML: what Go writes for that
+// data, whatever our own YAML says. Each answer is a status byte (0 ok, 1 unmarshal
+// error, 2 marshal error), a byte that is 1 when Go reads its own output back to the
+// same value, then a length-prefixed payload: the YAML, or the error text.
 package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -65,22 +70,127 @@ type Cassette struct {
 	Interactions []*Interaction `yaml:"interactions"`
 }
 
-func roundTrip(in []byte) (status byte, stable bool, out []byte) {
+// b64 is a string sent base64-encoded in JSON, so that it may hold any bytes.
+type b64 string
+
+func (b *b64) UnmarshalText(text []byte) error {
+	data, err := base64.StdEncoding.DecodeString(string(text))
+	*b = b64(data)
+	return err
+}
+
+type jsonHeader map[b64][]b64
+
+type jsonRequest struct {
+	Proto            b64        `json:"proto"`
+	ProtoMajor       int        `json:"proto_major"`
+	ProtoMinor       int        `json:"proto_minor"`
+	ContentLength    int64      `json:"content_length"`
+	TransferEncoding []b64      `json:"transfer_encoding"`
+	Trailer          jsonHeader `json:"trailer"`
+	Host             b64        `json:"host"`
+	RemoteAddr       b64        `json:"remote_addr"`
+	RequestURI       b64        `json:"request_uri"`
+	Body             b64        `json:"body"`
+	Form             jsonHeader `json:"form"`
+	Headers          jsonHeader `json:"headers"`
+	URL              b64        `json:"url"`
+	Method           b64        `json:"method"`
+}
+
+type jsonResponse struct {
+	Proto            b64        `json:"proto"`
+	ProtoMajor       int        `json:"proto_major"`
+	ProtoMinor       int        `json:"proto_minor"`
+	TransferEncoding []b64      `json:"transfer_encoding"`
+	Trailer          jsonHeader `json:"trailer"`
+	ContentLength    int64      `json:"content_length"`
+	Uncompressed     bool       `json:"uncompressed"`
+	Body             b64        `json:"body"`
+	Headers          jsonHeader `json:"headers"`
+	Status           b64        `json:"status"`
+	Code             int        `json:"code"`
+	Duration         int64      `json:"duration"`
+}
+
+type jsonCassette struct {
+	Version      int `json:"version"`
+	Interactions []struct {
+		ID       int          `json:"id"`
+		Request  jsonRequest  `json:"request"`
+		Response jsonResponse `json:"response"`
+	} `json:"interactions"`
+}
+
+func strs(in []b64) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func header(in jsonHeader) http.Header {
+	if in == nil {
+		return nil
+	}
+	out := http.Header{}
+	for k, v := range in {
+		out[string(k)] = strs(v)
+	}
+	return out
+}
+
+func fromJSON(in []byte) (*Cassette, error) {
+	var j jsonCassette
+	if err := json.Unmarshal(in, &j); err != nil {
+		return nil, err
+	}
+	c := &Cassette{Version: j.Version, Interactions: []*Interaction{}}
+	for _, i := range j.Interactions {
+		q, r := i.Request, i.Response
+		c.Interactions = append(c.Interactions, &Interaction{ID: i.ID,
+			Request: Request{string(q.Proto), q.ProtoMajor, q.ProtoMinor, q.ContentLength,
+				strs(q.TransferEncoding), header(q.Trailer), string(q.Host), string(q.RemoteAddr),
+				string(q.RequestURI), string(q.Body), url.Values(header(q.Form)), header(q.Headers),
+				string(q.URL), string(q.Method)},
+			Response: Response{string(r.Proto), r.ProtoMajor, r.ProtoMinor, strs(r.TransferEncoding),
+				header(r.Trailer), r.ContentLength, r.Uncompressed, string(r.Body), header(r.Headers),
+				string(r.Status), r.Code, time.Duration(r.Duration)}})
+	}
+	return c, nil
+}
+
+func roundTrip(mode byte, in []byte) (status byte, stable bool, out []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			status, stable, out = 2, false, []byte(fmt.Sprint(r))
 		}
 	}()
 	var c Cassette
-	if err := yaml.Unmarshal(in, &c); err != nil {
+	if mode == 'J' {
+		parsed, err := fromJSON(in)
+		if err != nil {
+			return 1, false, []byte(err.Error())
+		}
+		c = *parsed
+	} else if err := yaml.Unmarshal(in, &c); err != nil {
 		return 1, false, []byte(err.Error())
 	}
 	data, err := yaml.Marshal(&c)
 	if err != nil {
 		return 2, false, []byte(err.Error())
 	}
+	// Stable: Go reads its own output back and writes the same bytes again (a string that
+	// yaml.v3 cannot read back, such as a lone "\n", changes on the second pass).
 	var again Cassette
-	stable = yaml.Unmarshal(data, &again) == nil && reflect.DeepEqual(c, again)
+	if yaml.Unmarshal(data, &again) == nil {
+		second, err := yaml.Marshal(&again)
+		stable = err == nil && bytes.Equal(second, data)
+	}
 	return 0, stable, append([]byte("---\n"), data...)
 }
 
@@ -89,6 +199,10 @@ func main() {
 	w := bufio.NewWriter(os.Stdout)
 	var size [8]byte
 	for {
+		mode, err := r.ReadByte()
+		if err != nil {
+			return
+		}
 		if _, err := io.ReadFull(r, size[:]); err != nil {
 			return
 		}
@@ -96,7 +210,7 @@ func main() {
 		if _, err := io.ReadFull(r, in); err != nil {
 			return
 		}
-		status, stable, out := roundTrip(in)
+		status, stable, out := roundTrip(mode, in)
 		flag := byte(0)
 		if stable {
 			flag = 1
