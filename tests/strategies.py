@@ -43,10 +43,20 @@ strings = st.one_of(
     st.text(max_size=30),
 )
 
+
+def go_reads_back(text: str) -> bool:
+    """False for the strings yaml.v3 writes as literal blocks it cannot read back: a block
+    that starts with a line break (the break is lost) or with a tab (a parse error)."""
+    return "\n" not in text or text[0] not in "\t\r\n\x85\u2028\u2029"
+
+
+readable_strings = strings.filter(go_reads_back)
+
 # Go strings are bytes: some bodies are not UTF-8 at all.
 invalid_utf8 = st.builds(lambda a, b: a.encode("utf-8") + b"\xff\xfe" + b,
                          st.text(max_size=10), st.binary(max_size=120))
 bodies = st.one_of(strings, invalid_utf8)
+readable_bodies = st.one_of(readable_strings, invalid_utf8)
 
 def _same_in_old_unicode(text: str) -> bool:
     # Go sorts map keys with unicode.IsLetter/IsDigit from its own Unicode tables (13.0 in
@@ -61,7 +71,8 @@ header_names = st.one_of(
                      "A", "a", "Z", "_", "-", "0", "00", "1", "é", "Ö", "x" * 140]),
     tricky_text.filter(_same_in_old_unicode),
 )
-header_maps = st.dictionaries(header_names, st.lists(strings, max_size=3), max_size=6)
+def header_maps(values=strings):
+    return st.dictionaries(header_names, st.lists(values, max_size=3), max_size=6)
 
 # Nanoseconds, weighted towards the unit boundaries of Go's Duration.String().
 durations = st.one_of(
@@ -74,31 +85,36 @@ ints = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1), st.integers(-2, 600))
 
 
 @st.composite
-def requests(draw) -> Request:
+def requests(draw, strings=strings, bodies=bodies) -> Request:
+    header_maps_ = header_maps(strings)
     return Request(
         proto=draw(st.sampled_from(["HTTP/1.1", "HTTP/2.0", ""]) | strings),
         proto_major=draw(ints), proto_minor=draw(ints), content_length=draw(ints),
         transfer_encoding=draw(st.lists(strings, max_size=2)),
-        trailer=draw(header_maps), host=draw(strings), remote_addr=draw(strings),
-        request_uri=draw(strings), body=draw(bodies), form=draw(header_maps),
-        headers=draw(header_maps), url=draw(strings), method=draw(strings),
+        trailer=draw(header_maps_), host=draw(strings), remote_addr=draw(strings),
+        request_uri=draw(strings), body=draw(bodies), form=draw(header_maps_),
+        headers=draw(header_maps_), url=draw(strings), method=draw(strings),
     )
 
 
 @st.composite
-def responses(draw) -> Response:
+def responses(draw, strings=strings, bodies=bodies) -> Response:
+    header_maps_ = header_maps(strings)
     return Response(
         proto=draw(strings), proto_major=draw(ints), proto_minor=draw(ints),
-        transfer_encoding=draw(st.lists(strings, max_size=2)), trailer=draw(header_maps),
+        transfer_encoding=draw(st.lists(strings, max_size=2)), trailer=draw(header_maps_),
         content_length=draw(ints), uncompressed=draw(st.booleans()), body=draw(bodies),
-        headers=draw(header_maps), status=draw(strings), code=draw(ints),
+        headers=draw(header_maps_), status=draw(strings), code=draw(ints),
         duration=draw(durations),
     )
 
 
 @st.composite
-def cassettes(draw) -> Cassette:
+def cassettes(draw, readable: bool = False) -> Cassette:
+    """Cassettes of tricky strings; `readable` keeps to strings Go reads back as written."""
+    text, body = (readable_strings, readable_bodies) if readable else (strings, bodies)
     count = draw(st.integers(0, 3))
-    interactions = [Interaction(id=n, request=draw(requests()), response=draw(responses()))
+    interactions = [Interaction(id=n, request=draw(requests(text, body)),
+                                response=draw(responses(text, body)))
                     for n in range(count)]
     return Cassette(interactions=interactions)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .goresolve import plain_is_string
 from .keyorder import go_sorted
@@ -91,7 +92,7 @@ def _go_base64(data: bytes) -> str:
     return "".join(encoded[i:i + 70] + "\n" for i in range(0, len(encoded), 70))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Scalar:
     """A string ready to write: its text, tag, and what yaml.v3's analysis allows."""
 
@@ -99,6 +100,34 @@ class _Scalar:
     tag: str
     style: str
     multiline: bool = False
+
+
+def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
+    """encode.go `stringv` and the emitter's style selection."""
+    tag = ""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            tag, value = _BINARY_TAG, _go_base64(value)
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: not a valid Go string either
+            tag, value = _BINARY_TAG, _go_base64(value.encode("utf-8", "surrogatepass"))
+    if "\n" in value:
+        requested = LITERAL
+    elif tag or plain_is_string(value):
+        requested = PLAIN
+    else:
+        requested = DOUBLE
+    style, multiline = _analyze(value, requested, simple_key)
+    return _Scalar(value, tag, style, multiline)
+
+
+# Field names, header names and common values repeat in every interaction.
+_CACHED_LENGTH = 256
+_prepare_cached = lru_cache(maxsize=8192)(_prepare)
 
 
 def _analyze(text: str, requested: str, simple_key: bool) -> tuple[str, bool]:
@@ -247,26 +276,9 @@ class _Writer:
     # Scalars ----------------------------------------------------------------------------
 
     def prepare(self, value: str | bytes, simple_key: bool) -> _Scalar:
-        """encode.go `stringv` and the emitter's style selection."""
-        tag = ""
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                tag, value = _BINARY_TAG, _go_base64(value)
-        else:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: not a valid Go string either
-                tag, value = _BINARY_TAG, _go_base64(value.encode("utf-8", "surrogatepass"))
-        if "\n" in value:
-            requested = LITERAL
-        elif tag or plain_is_string(value):
-            requested = PLAIN
-        else:
-            requested = DOUBLE
-        style, multiline = _analyze(value, requested, simple_key)
-        return _Scalar(value, tag, style, multiline)
+        if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+            return _prepare_cached(value, simple_key)
+        return _prepare(value, simple_key)
 
     def string(self, value: str | bytes, indent: int, in_sequence: bool, simple_key: bool) -> None:
         self.scalar(self.prepare(value, simple_key), indent, in_sequence)
