@@ -1,0 +1,239 @@
+"""vcr-proxy as a mitmproxy addon: `mitmdump -s proxy_addon/addon.py --set vcr_mode=record`.
+
+This file adapts mitmproxy flows to the plain-Python parts of the package (recorder, filters,
+persisters): it decides which flows to record, streams their responses through while keeping
+a copy, and hands each completed exchange to the cassette writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import sys
+import time
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+try:
+    import proxy_addon  # noqa: F401
+except ImportError:  # loaded by `mitmdump -s` from a checkout: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mitmproxy import ctx, exceptions, http  # noqa: E402
+
+from proxy_addon import filters  # noqa: E402
+from proxy_addon.errors import CassetteError  # noqa: E402
+from proxy_addon.persisters.filesystem import CassetteWriter  # noqa: E402
+from proxy_addon.recorder import DecodeError, Exchange, PendingRecording, to_interaction  # noqa: E402
+from proxy_addon.serializers.emitter import DEFAULT_LAYOUT, LAYOUTS  # noqa: E402
+
+log = logging.getLogger("vcr-proxy")
+
+MODES = ("record", "passthrough")
+DEFAULT_HOSTS = ",".join((
+    "openrouter.ai", "api.openai.com", "*.openai.azure.com", "api.anthropic.com",
+    "generativelanguage.googleapis.com", "aiplatform.googleapis.com",
+    "*-aiplatform.googleapis.com", "api.groq.com", "api.x.ai", "api.mistral.ai",
+    "api.deepseek.com",
+))
+CASSETTE_HEADER = "X-Vcr-Cassette"
+
+
+def error_response(status: int, message: str) -> http.Response:
+    """An error in the OpenAI shape, so an SDK's exception shows the message."""
+    body = json.dumps({"error": {"message": message, "type": "vcr_proxy_error", "code": status}})
+    return http.Response.make(status, body, {"Content-Type": "application/json"})
+
+
+def cassette_path(folder: Path, name: str) -> Path:
+    """The file for cassette `name` (relative to `folder`, `.yaml` added); ValueError if
+    the name could reach outside the folder."""
+    if not name or "\x00" in name or "\\" in name:
+        raise ValueError(f"invalid cassette name {name!r}")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"cassette name {name!r} must be relative to the cassette folder "
+                         "and must not contain '..'")
+    if pure.suffix not in (".yaml", ".yml"):
+        pure = pure.with_name(pure.name + ".yaml")
+    path = folder / pure
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ValueError(f"cassette name {name!r} leads outside {folder} (through a symlink)")
+    return path
+
+
+class VcrProxy:
+    """Records LLM API exchanges into go-vcr cassettes while passing streams through live."""
+
+    def __init__(self) -> None:
+        self.writers: dict[Path, CassetteWriter] = {}
+        self.opening: dict[Path, asyncio.Lock] = {}
+        self.hosts: list[str] = []
+        self.allow_hosts: list[str] = []
+
+    def load(self, loader) -> None:
+        loader.add_option("vcr_mode", str, "record",
+                          f"What to do with LLM API traffic: {', '.join(MODES)}.")
+        loader.add_option("vcr_dir", str, "recordings", "Folder that holds the cassettes.")
+        loader.add_option("vcr_cassette", str, "default",
+                          "Cassette for requests without an X-Vcr-Cassette header (a name "
+                          "relative to vcr_dir; .yaml is added).")
+        loader.add_option("vcr_hosts", str, DEFAULT_HOSTS,
+                          "Comma-separated hosts to record (shell patterns like *.openai.azure.com); "
+                          "other hosts pass through untouched and unrecorded.")
+        loader.add_option("vcr_headers", str, "minimal",
+                          "Headers to record: minimal (request Accept, Content-Type, User-Agent; "
+                          "response Content-Type) or all. Credentials are never recorded.")
+        loader.add_option("vcr_layout", str, DEFAULT_LAYOUT.name,
+                          f"Layout of new cassettes: {', '.join(LAYOUTS)}. Existing cassettes keep "
+                          "theirs.")
+        loader.add_option("vcr_upstream", str, "",
+                          "Send recorded hosts' traffic to this base URL instead (e.g. a gateway, "
+                          "or a local test server); cassettes keep the public URLs.")
+
+    def configure(self, updated: set[str]) -> None:
+        options = ctx.options
+        if options.vcr_mode not in MODES:
+            raise exceptions.OptionsError(f"vcr_mode: unknown mode {options.vcr_mode!r}; "
+                                          f"choose one of {', '.join(MODES)}")
+        if options.vcr_headers not in filters.HEADER_POLICIES:
+            raise exceptions.OptionsError(f"vcr_headers: {options.vcr_headers!r} is not "
+                                          "'minimal' or 'all'")
+        if options.vcr_layout not in LAYOUTS:
+            raise exceptions.OptionsError(f"vcr_layout: unknown layout {options.vcr_layout!r}; "
+                                          f"choose one of {', '.join(LAYOUTS)}")
+        if options.vcr_upstream:
+            parts = urlsplit(options.vcr_upstream)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise exceptions.OptionsError(f"vcr_upstream: {options.vcr_upstream!r} is not "
+                                              "an http(s) URL like https://127.0.0.1:8443")
+        try:
+            cassette_path(Path(options.vcr_dir), options.vcr_cassette)
+        except ValueError as error:
+            raise exceptions.OptionsError(f"vcr_cassette: {error}") from None
+        self.hosts = [h.strip().lower() for h in options.vcr_hosts.split(",") if h.strip()]
+        # Intercept TLS only for recorded hosts: every other host is tunnelled untouched, so
+        # its certificates need no trust in mitmproxy's CA. A user's own choice stands.
+        allow = [rf"^(?:{fnmatch.translate(h)[4:-3]})(?::\d+)?$" for h in self.hosts]
+        if options.vcr_mode != "passthrough" and not options.ignore_hosts and (
+                not options.allow_hosts or options.allow_hosts == self.allow_hosts):
+            if options.allow_hosts != allow:
+                self.allow_hosts = allow
+                options.allow_hosts = allow
+        if {"vcr_dir", "vcr_mode", "vcr_layout"} & updated:
+            self.writers.clear()
+        # Connect upstream only when a request needs it: a rerouted or offline host must not
+        # be dialled just because a client opened a tunnel to it.
+        if options.connection_strategy != "lazy":
+            options.connection_strategy = "lazy"
+
+    def records(self, host: str) -> bool:
+        host = host.lower()
+        return ctx.options.vcr_mode != "passthrough" and any(
+            fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+
+    async def writer(self, path: Path) -> CassetteWriter:
+        writer = self.writers.get(path)
+        if writer is None:
+            lock = self.opening.setdefault(path, asyncio.Lock())
+            async with lock:
+                writer = self.writers.get(path)
+                if writer is None:
+                    layout = LAYOUTS[ctx.options.vcr_layout]
+                    fresh = ctx.options.vcr_mode == "record"
+                    writer = await asyncio.to_thread(CassetteWriter, path, layout, fresh)
+                    self.writers[path] = writer
+        return writer
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or not self.records(flow.request.pretty_host):
+            return
+        name = flow.request.headers.pop(CASSETTE_HEADER, None) or ctx.options.vcr_cassette
+        try:
+            path = cassette_path(Path(ctx.options.vcr_dir), name)
+        except ValueError as error:
+            flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
+            return
+        try:
+            writer = await self.writer(path)
+        except CassetteError as error:
+            log.error(f"vcr-proxy: {error}")
+            flow.response = error_response(400, f"vcr-proxy: {error}")
+            return
+        flow.metadata["vcr"] = PendingRecording(writer=writer, id=writer.reserve_id(),
+                                          url=flow.request.pretty_url,
+                                          started=flow.request.timestamp_start)
+        if ctx.options.vcr_upstream:
+            self.reroute(flow, ctx.options.vcr_upstream)
+
+    @staticmethod
+    def reroute(flow: http.HTTPFlow, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        prefix = parts.path.rstrip("/")
+        flow.request.scheme = parts.scheme
+        flow.request.host = parts.hostname
+        flow.request.port = parts.port or (443 if parts.scheme == "https" else 80)
+        if prefix:
+            flow.request.path = prefix + flow.request.path
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        recording: PendingRecording | None = flow.metadata.get("vcr")
+        if recording is None:
+            return
+        headers = flow.response.headers
+        streaming = ("text/event-stream" in headers.get("content-type", "").lower()
+                     or "content-length" not in headers
+                     or "chunked" in headers.get("transfer-encoding", "").lower())
+        if streaming:
+            recording.streamed = True
+            flow.response.stream = recording.on_chunk
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        recording: PendingRecording | None = flow.metadata.pop("vcr", None)
+        if recording is not None:
+            await self.save(flow, recording)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        recording: PendingRecording | None = flow.metadata.pop("vcr", None)
+        if recording is None:
+            return
+        if recording.streamed and recording.ended is not None:
+            # The upstream's answer is whole; the client hung up as it ended (SDKs close a
+            # stream once they read its last event), which changes nothing worth recording.
+            await self.save(flow, recording)
+            return
+        reason = flow.error.msg if flow.error else "unknown error"
+        log.warning(f"vcr-proxy: not recorded: {flow.request.method} {recording.url}: "
+                    f"the exchange did not complete ({reason})")
+
+    async def save(self, flow: http.HTTPFlow, recording: PendingRecording) -> None:
+        response = flow.response
+        streamed = recording.streamed
+        body = b"".join(recording.chunks) if streamed else (response.raw_content or b"")
+        ended = recording.ended if streamed else (response.timestamp_end or time.time())
+        exchange = Exchange(
+            method=flow.request.method, url=recording.url,
+            request_headers=list(flow.request.headers.items(multi=True)),
+            request_body=flow.request.raw_content or b"",
+            http_version=response.http_version, status_code=response.status_code,
+            reason=response.reason, response_headers=list(response.headers.items(multi=True)),
+            response_body=body, started=recording.started,
+            headers_at=response.timestamp_start or recording.started, ended=ended,
+            arrivals=recording.arrivals if streamed else [(len(body), ended)],
+            trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
+        )
+        try:
+            interaction, timing = to_interaction(exchange, recording.id, ctx.options.vcr_headers)
+            await asyncio.to_thread(recording.writer.append, interaction, timing)
+        except (DecodeError, CassetteError, OSError) as error:
+            log.error(f"vcr-proxy: not recorded: {flow.request.method} {recording.url}: {error}")
+            return
+        events = f", {len(timing.events_ms)} events" if streamed else ""
+        log.info(f"recorded {flow.request.method} {interaction.request.url} -> "
+                 f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
+                 f"{events} -> {recording.writer.path}#{recording.id}")
+
+addons = [VcrProxy()]

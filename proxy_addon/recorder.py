@@ -1,0 +1,206 @@
+"""One HTTP exchange, as a proxy saw it, turned into what go-vcr records from a Go client."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from . import filters
+from .cassette import Interaction, Request, Response
+from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
+from .timing import Timing, body_hash, event_times
+
+if TYPE_CHECKING:
+    from .persisters.filesystem import CassetteWriter
+
+
+@dataclass
+class Exchange:
+    """A completed request and response, free of any proxy's types."""
+
+    method: str
+    url: str  # the public URL the client asked for, before any rerouting
+    request_headers: list[tuple[str, str]]
+    request_body: bytes
+    http_version: str  # the upstream's, e.g. "HTTP/2.0"
+    status_code: int
+    reason: str
+    response_headers: list[tuple[str, str]]
+    response_body: bytes  # as the upstream sent it (possibly compressed)
+    started: float  # when the request started (seconds, any clock)
+    headers_at: float  # when the response headers arrived
+    ended: float  # when the body ended
+    # For streamed bodies: (bytes received so far, time) after each chunk.
+    arrivals: list[tuple[int, float]] = field(default_factory=list)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PendingRecording:
+    """A flow being recorded: where it goes, and the copy of its streamed body so far."""
+
+    writer: "CassetteWriter"
+    id: int
+    url: str
+    started: float
+    streamed: bool = False
+    chunks: list[bytes] = field(default_factory=list)
+    arrivals: list[tuple[int, float]] = field(default_factory=list)
+    received: int = 0
+    ended: float | None = None  # when the upstream finished the body
+
+    def on_chunk(self, data: bytes) -> bytes:
+        """The response stream callback: keeps a copy and passes `data` on unchanged
+        (an empty chunk marks the end of the body)."""
+        if data:
+            self.received += len(data)
+            self.chunks.append(data)
+            self.arrivals.append((self.received, time.time()))
+        else:
+            self.ended = time.time()
+        return data
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def decode_body(body: bytes, encoding: str) -> bytes:
+    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding."""
+    for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
+        try:
+            if coding in ("gzip", "x-gzip"):
+                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            elif coding == "deflate":
+                try:
+                    body = zlib.decompress(body)
+                except zlib.error:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)
+            elif coding == "br":
+                import brotli
+
+                body = brotli.decompress(body)
+            elif coding == "zstd":
+                import zstandard
+
+                body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+            elif coding != "identity":
+                raise DecodeError(f"unknown Content-Encoding {coding!r}")
+        except DecodeError:
+            raise
+        except Exception as error:  # each library has its own error type
+            raise DecodeError(f"cannot decode {coding} body: {error}") from None
+    return body
+
+
+def _stream_decoder(coding: str):
+    """An incremental decoder for one content coding, or None."""
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    if coding == "deflate":
+        return zlib.decompressobj().decompress
+    if coding == "br":
+        import brotli
+
+        return brotli.Decompressor().process
+    if coding == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress
+    return None
+
+
+def _decoded_arrivals(raw_arrivals: list[tuple[int, float]], raw: bytes,
+                      encoding: str) -> list[tuple[int, float]]:
+    """Map arrival points in the compressed stream to sizes of the decoded stream."""
+    if not encoding:
+        return raw_arrivals
+    decode = _stream_decoder(encoding.strip().lower())
+    if decode is None:  # stacked codings: every event counts as arriving with the last chunk
+        return raw_arrivals[-1:]
+    decoded, total, previous = [], 0, 0
+    try:
+        for size, at in raw_arrivals:
+            total += len(decode(raw[previous:size]))
+            previous = size
+            decoded.append((total, at))
+    except Exception:  # a body that did not decode was reported by decode_body already
+        return raw_arrivals[-1:]
+    return decoded
+
+
+def _header_map(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for name, value in pairs:
+        result.setdefault(canonical_header_key(name), []).append(value)
+    return result
+
+
+def _text(data: bytes) -> str | bytes:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _header(pairs: list[tuple[str, str]], name: str) -> str:
+    lower = name.lower()
+    return next((value for key, value in pairs if key.lower() == lower), "")
+
+
+def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str = "minimal",
+                   ) -> tuple[Interaction, Timing]:
+    """The interaction go-vcr would record for `exchange`, and its event timing.
+
+    Credentials (auth headers, cookies, `key=` parameters) are dropped whatever the policy.
+    """
+    url = filters.redact_url(exchange.url)
+    parts = urlsplit(url)
+    request_content_type = _header(exchange.request_headers, "content-type")
+    request = Request(
+        proto="HTTP/1.1", proto_major=1, proto_minor=1,
+        content_length=len(exchange.request_body),
+        host="",
+        body=_text(exchange.request_body),
+        form={k: v for k, v in parse_form(exchange.method, parts.query, request_content_type,
+                                          exchange.request_body).items()
+              if not filters.is_credential_param(k)},
+        headers=_header_map(filters.request_headers(exchange.request_headers, header_policy)),
+        url=url,
+        method=exchange.method,
+    )
+
+    encoding = _header(exchange.response_headers, "content-encoding")
+    decoded = bool(encoding) and encoding.strip().lower() != "identity"
+    body = decode_body(exchange.response_body, encoding) if decoded else exchange.response_body
+    proto, major, minor = proto_numbers(exchange.http_version)
+    length_header = _header(exchange.response_headers, "content-length")
+    chunked = "chunked" in _header(exchange.response_headers, "transfer-encoding").lower()
+    if decoded or not length_header.strip().isdigit():
+        content_length = -1
+    else:
+        content_length = int(length_header)
+    response = Response(
+        proto=proto, proto_major=major, proto_minor=minor,
+        transfer_encoding=["chunked"] if chunked and major == 1 else [],
+        trailer=_header_map([(n, v) for n, v in exchange.trailers
+                             if n.lower() not in filters.CREDENTIAL_HEADERS]),
+        content_length=content_length,
+        uncompressed=decoded,
+        body=_text(body),
+        headers=_header_map(filters.response_headers(exchange.response_headers, header_policy,
+                                                     decoded)),
+        status=status_line(exchange.status_code, exchange.reason, proto),
+        code=exchange.status_code,
+        duration=max(0, round((exchange.headers_at - exchange.started) * 1e9)),
+    )
+    arrivals = _decoded_arrivals(exchange.arrivals, exchange.response_body, encoding if decoded else "")
+    ms = [(size, (at - exchange.started) * 1e3) for size, at in arrivals]
+    timing = Timing(id=interaction_id, body_hash=body_hash(body),
+                    headers_ms=(exchange.headers_at - exchange.started) * 1e3,
+                    events_ms=event_times(body, ms),
+                    end_ms=(exchange.ended - exchange.started) * 1e3)
+    return Interaction(id=interaction_id, request=request, response=response), timing

@@ -1,0 +1,76 @@
+"""Per-event timing of recorded streams, kept in a sidecar Go never reads.
+
+A cassette has room for one duration per interaction (time to the response headers). Replay
+with the original pacing needs the arrival time of every event, so recording writes them to
+`NAME.timing.jsonl` beside `NAME.yaml`: one JSON line per interaction, appended as the
+interaction is saved. A line names its interaction by id and by a hash of the body, so a
+sidecar that no longer matches its cassette (re-recorded, re-saved by Go) is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+@dataclass
+class Timing:
+    id: int
+    body_hash: str
+    headers_ms: float  # request start to response headers (go-vcr's duration)
+    events_ms: list[float] = field(default_factory=list)  # request start to each event's end
+    end_ms: float = 0.0  # request start to the end of the body
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "body": self.body_hash, "headers_ms": round(self.headers_ms, 3),
+                           "events_ms": [round(t, 3) for t in self.events_ms],
+                           "end_ms": round(self.end_ms, 3)}, separators=(",", ":"))
+
+
+def body_hash(body: bytes | str) -> str:
+    data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def sidecar_path(cassette: Path) -> Path:
+    return cassette.with_name(cassette.stem + ".timing.jsonl")
+
+
+def event_ends(body: bytes) -> list[int]:
+    """Byte offsets just past each Server-Sent Event (each blank line) in `body`."""
+    return [match.end() for match in _EVENT_END.finditer(body)]
+
+
+def event_times(body: bytes, arrivals: list[tuple[int, float]]) -> list[float]:
+    """When each event of `body` was complete: the arrival time of the chunk that carried its
+    end. `arrivals` is (bytes received so far, time) after each chunk, in order."""
+    times = []
+    index = 0
+    for end in event_ends(body):
+        while index < len(arrivals) - 1 and arrivals[index][0] < end:
+            index += 1
+        times.append(arrivals[index][1] if arrivals else 0.0)
+    return times
+
+
+def read_sidecar(path: Path) -> dict[int, Timing]:
+    """Timings by interaction id; unreadable lines (a torn last line after a crash) skipped."""
+    timings: dict[int, Timing] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return timings
+    for line in lines:
+        try:
+            data = json.loads(line)
+            timing = Timing(int(data["id"]), str(data["body"]), float(data["headers_ms"]),
+                            [float(t) for t in data["events_ms"]], float(data["end_ms"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        timings[timing.id] = timing
+    return timings

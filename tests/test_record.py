@@ -1,0 +1,277 @@
+"""Record mode end to end: real mitmdump, real clients, a real local upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+
+from proxy_addon.cassette import load
+from proxy_addon.errors import CassetteError
+from proxy_addon.timing import read_sidecar, sidecar_path
+
+from .proxy import Proxy
+from .upstream import Upstream, make_certificate
+
+TEST_KEY = "sk-or-v1-TESTKEY0123456789abcdefSECRET"
+GOOGLE_KEY = "AIzaTESTGOOGLEKEY0123456789SECRET"
+SECRETS = [TEST_KEY, GOOGLE_KEY, "SECRET-COOKIE-VALUE", "x-api-key-SECRET", "session-SECRET"]
+CHAT = "https://openrouter.ai/api/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return make_certificate(tmp_path_factory.mktemp("cert"))
+
+
+@pytest.fixture(scope="module", params=["h2", "http1"])
+def upstream(request, certificate):
+    server = Upstream(*certificate, http2=request.param == "h2").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(tmp_path, upstream, certificate):
+    running = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record",
+                    vcr_upstream=upstream.url).start()
+    running.http2 = upstream.http2
+    yield running
+    running.stop()
+
+
+def assert_no_secrets(folder):
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix != ".log":
+            data = path.read_bytes()
+            for secret in SECRETS:
+                assert secret.encode() not in data, f"{secret} leaked into {path}"
+
+
+def recorded(path, count=1, timeout=10.0):
+    """The cassette once it holds `count` interactions. A client that reads a stream's last
+    event may hang up before the upstream's end of stream reaches the proxy, which saves the
+    interaction then: a few milliseconds after the client has everything."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cassette = load(path)
+            if len(cassette.interactions) >= count:
+                return cassette
+        except CassetteError:
+            pass
+        assert time.monotonic() < deadline, f"{path} did not reach {count} interactions"
+        time.sleep(0.02)
+
+
+def openai_client(proxy):
+    return openai.OpenAI(api_key=TEST_KEY, http_client=proxy.client(),
+                         base_url="https://openrouter.ai/api/v1", max_retries=0)
+
+
+def test_openai_sdk_stream_is_recorded_as_go_vcr_records_it(proxy, upstream):
+    client = openai_client(proxy)
+    stream = client.chat.completions.create(
+        model="moonshotai/kimi-k2-0905", stream=True,
+        messages=[{"role": "user", "content": "What's the weather in Florence?"}],
+        tools=[{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}])
+    chunks = list(stream)
+    arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
+                        for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+    assert arguments == '{"location":"Florence, Italy"}'
+
+    path = proxy.cassettes / "default.yaml"
+    cassette = recorded(path)
+    assert len(cassette.interactions) == 1
+    interaction = cassette.interactions[0]
+    request, response = interaction.request, interaction.response
+    assert (interaction.id, request.proto, request.proto_major, request.proto_minor) == (0, "HTTP/1.1", 1, 1)
+    assert request.url == CHAT and request.method == "POST" and request.host == ""
+    assert request.content_length == len(request.body.encode())
+    assert json.loads(request.body)["stream"] is True
+    assert set(request.headers) == {"Accept", "Content-Type", "User-Agent"}
+    assert request.headers["Content-Type"] == ["application/json"]
+    expected_proto = ("HTTP/2.0", 2, 0) if upstream.http2 else ("HTTP/1.1", 1, 1)
+    assert (response.proto, response.proto_major, response.proto_minor) == expected_proto
+    assert response.transfer_encoding == ([] if expected_proto[1] == 2 else ["chunked"])
+    assert response.content_length == -1 and not response.uncompressed
+    assert response.headers == {"Content-Type": ["text/event-stream"]}
+    assert (response.status, response.code) == ("200 OK", 200)
+    assert response.body.endswith("data: [DONE]\n\n") and response.body.count("data: ") == 7
+    assert 0 < response.duration < 5e9
+    # The file is exactly what Go would write for it, in the default layout.
+    assert path.read_text() == cassette.dumps()
+    assert "\n  - id: 0\n    request:\n        proto: HTTP/1.1\n" in path.read_text()
+    timing = read_sidecar(sidecar_path(path))[0]
+    assert len(timing.events_ms) == 7
+    assert timing.events_ms == sorted(timing.events_ms)
+    assert timing.events_ms[-1] - timing.events_ms[0] >= 0.05 * 5 * 1e3 * 0.5
+    assert_no_secrets(proxy.folder)
+
+
+def test_client_sees_event_one_before_upstream_sends_event_three(proxy, upstream):
+    upstream.gate.clear()
+    upstream.released_by_test = None
+    with proxy.client() as client:
+        with client.stream("POST", CHAT, json={"stream": True, "gated": True},
+                           headers={"Authorization": f"Bearer {TEST_KEY}"}) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert "Checking" not in first
+            upstream.gate.set()
+            rest = [line for line in lines if line.startswith("data: ")]
+    assert upstream.released_by_test is True
+    assert rest[-1] == "data: [DONE]"
+    assert len(recorded(proxy.cassettes / "default.yaml").interactions) == 1
+
+
+def test_gzip_json_is_recorded_decoded_while_the_client_gets_the_upstream_bytes(proxy):
+    with proxy.client() as client:
+        response = client.get("https://openrouter.ai/gzip", headers={"Accept-Encoding": "gzip"})
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.json()["choices"][0]["message"]["content"] == "Olá! 👋"
+    recorded = load(proxy.cassettes / "default.yaml").interactions[0].response
+    assert recorded.uncompressed is True and recorded.content_length == -1
+    assert json.loads(recorded.body)["choices"][0]["message"]["content"] == "Olá! 👋"
+    assert recorded.headers == {"Content-Type": ["application/json"]}
+
+
+def test_error_status_and_credentials_never_reach_the_disk(tmp_path, upstream, certificate):
+    proxy = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record", vcr_headers="all",
+                  vcr_upstream=upstream.url).start()
+    proxy.http2 = upstream.http2
+    try:
+        with proxy.client() as client:
+            response = client.get(
+                f"https://generativelanguage.googleapis.com/status/429?alt=sse&key={GOOGLE_KEY}",
+                headers={"Authorization": f"Bearer {TEST_KEY}", "x-api-key": "x-api-key-SECRET",
+                         "X-Goog-Api-Key": GOOGLE_KEY, "Cookie": "session=session-SECRET",
+                         "Api-Key": TEST_KEY})
+            assert response.status_code == 429
+        # The upstream did get the credentials: only the disk must not.
+        assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {TEST_KEY}"
+        interaction = load(proxy.cassettes / "default.yaml").interactions[0]
+        assert interaction.request.url == "https://generativelanguage.googleapis.com/status/429?alt=sse"
+        assert interaction.request.form == {"alt": ["sse"]}
+        assert (interaction.response.status, interaction.response.code) == ("429 Too Many Requests", 429)
+        assert "Set-Cookie" not in interaction.response.headers
+        assert "Content-Length" in interaction.response.headers
+        assert_no_secrets(tmp_path)
+    finally:
+        proxy.stop()
+
+
+def test_curl_through_the_proxy_is_recorded(proxy):
+    result = subprocess.run(
+        ["curl", "-sS", "--http2" if proxy.http2 else "--http1.1", "--proxy", proxy.url, "--cacert", str(proxy.ca),
+         "-H", f"Authorization: Bearer {TEST_KEY}", "-H", "Content-Type: application/json",
+         "-d", '{"model": "m", "messages": []}', CHAT], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == "gen-test-2"
+    interaction = load(proxy.cassettes / "default.yaml").interactions[0]
+    assert interaction.request.headers["User-Agent"][0].startswith("curl/")
+    assert interaction.response.content_length == len(interaction.response.body.encode())
+    assert_no_secrets(proxy.folder)
+
+
+def test_fifty_concurrent_streams_make_fifty_whole_unmixed_interactions(proxy):
+    async def one(client, n):
+        async with client.stream("POST", CHAT, json={"stream": True, "n": n},
+                                 headers={"X-Vcr-Cassette": "many/streams"}) as response:
+            return [line async for line in response.aiter_lines() if line]
+
+    async def all_of_them():
+        async with proxy.async_client() as client:
+            return await asyncio.gather(*(one(client, n) for n in range(50)))
+
+    results = asyncio.run(all_of_them())
+    assert all(r[-1] == "data: [DONE]" and len(r) == 7 for r in results)
+    cassette = recorded(proxy.cassettes / "many" / "streams.yaml", 50)
+    assert len(cassette.interactions) == 50
+    assert sorted(i.id for i in cassette.interactions) == list(range(50))
+    assert sorted(json.loads(i.request.body)["n"] for i in cassette.interactions) == list(range(50))
+    for interaction in cassette.interactions:
+        assert interaction.response.body.count("data: ") == 7
+        assert interaction.response.body.endswith("data: [DONE]\n\n")
+    timings = read_sidecar(sidecar_path(proxy.cassettes / "many" / "streams.yaml"))
+    assert sorted(timings) == list(range(50))
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../b", "a\\b"])
+def test_cassette_header_outside_the_folder_is_refused(proxy, name):
+    with proxy.client() as client:
+        response = client.post(CHAT, json={}, headers={"X-Vcr-Cassette": name})
+    assert response.status_code == 400
+    assert "X-Vcr-Cassette" in response.json()["error"]["message"]
+    assert not (proxy.cassettes.exists() and any(proxy.cassettes.rglob("*.yaml")))
+
+
+def test_kill_9_mid_recording_leaves_a_cassette_that_loads(proxy, upstream):
+    with proxy.client() as client:
+        for _ in range(3):
+            client.post(CHAT, json={"model": "m"})
+
+    stop = threading.Event()
+
+    def hammer():
+        with proxy.client() as client:
+            while not stop.is_set():
+                try:
+                    client.post(CHAT, json={"stream": True})
+                except Exception:
+                    return
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    threading.Event().wait(1.0)
+    proxy.kill()
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    cassette = load(proxy.cassettes / "default.yaml")
+    assert len(cassette.interactions) >= 3
+    assert (proxy.cassettes / "default.yaml").read_text() == cassette.dumps()
+
+
+def test_a_cassette_that_does_not_load_is_never_overwritten(proxy):
+    proxy.cassettes.mkdir(parents=True, exist_ok=True)
+    broken = proxy.cassettes / "default.yaml"
+    broken.write_text("version: 2\ninteractions: [\n")
+    with proxy.client() as client:
+        response = client.post(CHAT, json={})
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert str(broken) in message and "\n" not in message
+    assert broken.read_text() == "version: 2\ninteractions: [\n"
+    assert "refusing to record over a cassette that does not load" in proxy.output()
+
+
+def test_a_dropped_upstream_stream_leaves_no_half_interaction(proxy):
+    with proxy.client() as client:
+        client.post(CHAT, json={"model": "m"})
+        with pytest.raises(Exception):
+            with client.stream("GET", "https://openrouter.ai/drop") as response:
+                for _ in response.iter_bytes():
+                    pass
+    cassette = load(proxy.cassettes / "default.yaml")
+    assert [i.request.url for i in cassette.interactions] == [CHAT]
+    assert "not recorded: GET https://openrouter.ai/drop" in proxy.output()
+
+
+def test_a_client_that_hangs_up_mid_stream_leaves_no_half_interaction(proxy):
+    with proxy.client() as client:
+        client.post(CHAT, json={"model": "m"})
+        with client.stream("GET", "https://openrouter.ai/hang") as response:
+            assert next(response.iter_lines()) == "data: 1"
+    deadline = time.monotonic() + 10
+    while "not recorded: GET https://openrouter.ai/hang" not in proxy.output():
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.05)
+    cassette = load(proxy.cassettes / "default.yaml")
+    assert [i.request.url for i in cassette.interactions] == [CHAT]

@@ -1,0 +1,206 @@
+"""A real local LLM-API-like upstream for the proxy tests: HTTPS with a self-signed certificate,
+HTTP/1.1 or HTTP/2, Server-Sent Events sent with delays, a gzip JSON endpoint and errors.
+
+It runs hypercorn in a thread of the test process, so a test can hold an event back until its
+client has seen an earlier one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import gzip
+import ipaddress
+import json
+import socket
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+PUBLIC_HOSTS = ["openrouter.ai", "api.openai.com", "api.anthropic.com",
+                "generativelanguage.googleapis.com"]
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, localhost and the public API hosts."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vcr-proxy test upstream")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names += [x509.DNSName(h) for h in PUBLIC_HOSTS]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "upstream-cert.pem", folder / "upstream-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    data = {"id": "gen-test-1", "object": "chat.completion.chunk", "created": 1758698524,
+            "model": "moonshotai/kimi-k2-0905", "provider": "Test",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+TOOL_STREAM = [
+    chunk({"role": "assistant", "content": ""}),
+    chunk({"role": "assistant", "content": "Checking"}),
+    chunk({"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "id": "functions.weather:0", "type": "function",
+         "function": {"name": "weather", "arguments": ""}}]}),
+    chunk({"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "function": {"arguments": "{\"location\":"}}]}),
+    chunk({"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "function": {"arguments": "\"Florence, Italy\"}"}}]}),
+    chunk({}, finish="tool_calls"),
+    b"data: [DONE]\n\n",
+]
+
+COMPLETION = {
+    "id": "gen-test-2", "object": "chat.completion", "created": 1758698524,
+    "model": "moonshotai/kimi-k2-0905",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "Olá! 👋"}}],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24},
+}
+
+
+class Upstream:
+    """The ASGI app and its server thread. `gate` holds event 3 of /stream-gated back until
+    a test sets it (or 10 s pass); `released_by_test` tells which."""
+
+    def __init__(self, cert: Path, key: Path, http2: bool = True, event_delay: float = 0.05):
+        self.port = free_port()
+        self.http2 = http2
+        self.event_delay = event_delay
+        self.gate = threading.Event()
+        self.released_by_test: bool | None = None
+        self.requests: list[dict] = []
+        self.event_sent_at: dict[int, float] = {}
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.certfile, config.keyfile = str(cert), str(key)
+        config.alpn_protocols = ["h2", "http/1.1"] if http2 else ["http/1.1"]
+        config.loglevel = "WARNING"
+        config.accesslog = None
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.stopping: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> "Upstream":
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("upstream did not start")
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                threading.Event().wait(0.05)
+        raise RuntimeError("upstream is not listening")
+
+    def stop(self) -> None:
+        if self.stopping is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.stopping = asyncio.Event()
+        self.ready.set()
+        self.loop.run_until_complete(serve(self.app, self.config, shutdown_trigger=self.stopping.wait))
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.requests.append({"path": path, "query": scope["query_string"].decode(),
+                              "headers": headers, "body": body, "http_version": scope["http_version"]})
+        if path.endswith("/chat/completions"):
+            request = json.loads(body or b"{}")
+            if request.get("stream"):
+                await self._stream(send, TOOL_STREAM, gated=request.get("gated", False))
+            else:
+                await self._json(send, 200, COMPLETION)
+        elif path == "/gzip":
+            data = gzip.compress(json.dumps(COMPLETION).encode())
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+                (b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
+        elif path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            await self._json(send, code, {"error": {"message": f"status {code}", "code": code}},
+                             extra=[(b"set-cookie", b"session=SECRET-COOKIE-VALUE")])
+        elif path == "/hang":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+            await asyncio.sleep(5)
+            await send({"type": "http.response.body", "body": b"data: 2\n\n"})
+        elif path == "/events":
+            count = int(dict(p.split("=") for p in scope["query_string"].decode().split("&") if p)
+                        .get("n", 5))
+            events = [f"data: {{\"n\": {n}}}\n\n".encode() for n in range(count)]
+            await self._stream(send, events)
+        elif path == "/drop":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"),
+                                    (b"content-length", b"1000")]})
+            await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+            raise RuntimeError("upstream drops the stream on purpose")
+        else:
+            await self._json(send, 404, {"error": {"message": f"no route {path}"}})
+
+    async def _json(self, send, status: int, payload: dict, extra=()) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            *extra]})
+        await send({"type": "http.response.body", "body": data})
+
+    async def _stream(self, send, events: list[bytes], gated: bool = False) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        for number, event in enumerate(events):
+            if gated and number == 2:
+                released = await asyncio.to_thread(self.gate.wait, 10)
+                self.released_by_test = released
+            elif number:
+                await asyncio.sleep(self.event_delay)
+            self.event_sent_at[number] = asyncio.get_running_loop().time()
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
