@@ -10,13 +10,14 @@ GO_YAML := /usr/share/gocode/src/gopkg.in/yaml.v3/yaml.go
 .PHONY: run test bench venv go-oracle-deps clean
 
 run: $(BIN)/.installed
-	$(BIN)/vcr-proxy --help
+	$(BIN)/vcr-proxy start $(ARGS)
 
 test: $(BIN)/.installed go-oracle-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/format.py
+	$(BIN)/python bench/record.py
 
 venv: $(BIN)/.installed
 

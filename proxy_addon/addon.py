@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -72,6 +73,8 @@ class VcrProxy:
         self.writers: dict[Path, CassetteWriter] = {}
         self.opening: dict[Path, asyncio.Lock] = {}
         self.hosts: list[str] = []
+        self.host_pattern = re.compile("(?!)")
+        self.paths: dict[str, Path] = {}
         self.allow_hosts: list[str] = []
 
     def load(self, loader) -> None:
@@ -115,6 +118,8 @@ class VcrProxy:
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_cassette: {error}") from None
         self.hosts = [h.strip().lower() for h in options.vcr_hosts.split(",") if h.strip()]
+        self.host_pattern = re.compile("|".join(fnmatch.translate(h) for h in self.hosts) or "(?!)")
+        self.paths.clear()
         # Intercept TLS only for recorded hosts: every other host is tunnelled untouched, so
         # its certificates need no trust in mitmproxy's CA. A user's own choice stands.
         allow = [rf"^(?:{fnmatch.translate(h)[4:-3]})(?::\d+)?$" for h in self.hosts]
@@ -131,9 +136,14 @@ class VcrProxy:
             options.connection_strategy = "lazy"
 
     def records(self, host: str) -> bool:
-        host = host.lower()
-        return ctx.options.vcr_mode != "passthrough" and any(
-            fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+        return ctx.options.vcr_mode != "passthrough" and self.host_pattern.match(host.lower()) is not None
+
+    def cassette_for(self, name: str) -> Path:
+        """The checked path of cassette `name`, remembered: requests name the same few."""
+        path = self.paths.get(name)
+        if path is None:
+            path = self.paths[name] = cassette_path(Path(ctx.options.vcr_dir), name)
+        return path
 
     async def writer(self, path: Path) -> CassetteWriter:
         writer = self.writers.get(path)
@@ -148,24 +158,34 @@ class VcrProxy:
                     self.writers[path] = writer
         return writer
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow):
         if flow.response is not None or not self.records(flow.request.pretty_host):
-            return
+            return None
         name = flow.request.headers.pop(CASSETTE_HEADER, None) or ctx.options.vcr_cassette
         try:
-            path = cassette_path(Path(ctx.options.vcr_dir), name)
+            path = self.cassette_for(name)
         except ValueError as error:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
-            return
+            return None
+        writer = self.writers.get(path)
+        if writer is None:  # the cassette's first request: open it off the event loop
+            return self._open_then_record(flow, path)
+        self.begin(flow, writer)
+        return None
+
+    async def _open_then_record(self, flow: http.HTTPFlow, path: Path) -> None:
         try:
             writer = await self.writer(path)
         except CassetteError as error:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
             return
+        self.begin(flow, writer)
+
+    def begin(self, flow: http.HTTPFlow, writer: CassetteWriter) -> None:
         flow.metadata["vcr"] = PendingRecording(writer=writer, id=writer.reserve_id(),
-                                          url=flow.request.pretty_url,
-                                          started=flow.request.timestamp_start)
+                                                url=flow.request.pretty_url,
+                                                started=flow.request.timestamp_start)
         if ctx.options.vcr_upstream:
             self.reroute(flow, ctx.options.vcr_upstream)
 

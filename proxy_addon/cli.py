@@ -111,5 +111,46 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
     sys.exit(1 if problems or (check_only and changed) else 0)
 
 
+@main.command()
+@click.option("--mode", default="record", show_default=True, envvar="VCR_PROXY_MODE",
+              help="record: answer from the real upstream and save every exchange; "
+                   "passthrough: neither record nor replay.")
+@click.option("--dir", "folder", default="recordings", show_default=True, envvar="VCR_PROXY_DIR",
+              help="Folder that holds the cassettes.")
+@click.option("--cassette", default="default", show_default=True, envvar="VCR_PROXY_CASSETTE",
+              help="Cassette for requests without an X-Vcr-Cassette header.")
+@click.option("--port", default=8080, show_default=True, envvar="VCR_PROXY_PORT",
+              help="Port to listen on.")
+@click.option("--listen-host", default="127.0.0.1", show_default=True,
+              envvar="VCR_PROXY_LISTEN_HOST", help="Address to listen on.")
+@click.option("--upstream", default="", envvar="VCR_PROXY_UPSTREAM",
+              help="Send recorded hosts' traffic to this base URL instead (cassettes keep the "
+                   "public URLs).")
+@click.option("--headers", default="minimal", show_default=True, envvar="VCR_PROXY_HEADERS",
+              help="Headers to record: minimal or all (credentials never).")
+@click.option("--layout", default="indent4-compact", show_default=True,
+              envvar="VCR_PROXY_LAYOUT", help=f"Layout of new cassettes: {', '.join(LAYOUTS)}.")
+@click.option("--hosts", default=None, envvar="VCR_PROXY_HOSTS",
+              help="Comma-separated hosts to record (default: the major LLM APIs).")
+@click.option("--confdir", default=None, envvar="VCR_PROXY_CONFDIR",
+              help="mitmproxy's folder for its CA (default ~/.mitmproxy).")
+@click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
+              help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
+def start(mode, folder, cassette, port, listen_host, upstream, headers, layout, hosts, confdir, extra):
+    """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
+    from .launcher import run_proxy
+
+    settings = {"vcr_mode": mode, "vcr_dir": folder, "vcr_cassette": cassette,
+                "vcr_upstream": upstream, "vcr_headers": headers, "vcr_layout": layout}
+    if hosts:
+        settings["vcr_hosts"] = hosts
+    for item in extra:
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{item!r} is not OPTION=VALUE", param_hint="--set")
+        settings[key] = value
+    sys.exit(run_proxy(listen_host, port, settings, confdir))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,17 +20,20 @@ MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 
 class Proxy:
-    def __init__(self, folder: Path, upstream_ca: Path | None = None, **options: str):
+    def __init__(self, folder: Path, upstream_ca: Path | None = None, addon: bool = True,
+                 **options: str):
         self.port = free_port()
         self.folder = folder
         self.confdir = folder / "mitmproxy"
         self.cassettes = folder / "cassettes"
         self.log_path = folder / f"mitmdump-{self.port}.log"
-        settings = {"confdir": str(self.confdir), "vcr_dir": str(self.cassettes), **options}
+        settings = {"confdir": str(self.confdir), **options}
         if upstream_ca is not None:
             settings["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
-        self.args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(self.port),
-                     "-s", str(ROOT / "proxy_addon" / "addon.py")]
+        self.args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
+        if addon:  # without it: bare mitmdump, the reference for benchmarks
+            settings["vcr_dir"] = str(self.cassettes)
+            self.args += ["-s", str(ROOT / "proxy_addon" / "addon.py")]
         for key, value in settings.items():
             self.args += ["--set", f"{key}={value}"]
         self.process: subprocess.Popen | None = None
