@@ -1,0 +1,78 @@
+"""Cassette files on disk: appends at constant cost, torn appends repaired, nothing overwritten."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
+from proxy_addon.errors import CassetteError
+from proxy_addon.persisters.filesystem import CassetteWriter
+from proxy_addon.serializers.emitter import INDENT2_COMPACT, INDENT4, INDENT4_COMPACT
+from proxy_addon.timing import Timing, read_sidecar, sidecar_path
+
+
+def interaction(n: int) -> tuple[Interaction, Timing]:
+    return (Interaction(id=n, request=Request(url=f"https://openrouter.ai/{n}", method="POST",
+                                              body='{"n": %d}' % n),
+                        response=Response(body=f"data: {n}\n\n", code=200, status="200 OK")),
+            Timing(n, "0" * 16, 1.0, [2.0], 3.0))
+
+
+@pytest.mark.parametrize("layout", [INDENT4, INDENT4_COMPACT, INDENT2_COMPACT], ids=lambda l: l.name)
+def test_appended_file_is_what_go_writes_for_the_whole_cassette(tmp_path, layout):
+    path = tmp_path / "c.yaml"
+    writer = CassetteWriter(path, layout, fresh=True)
+    for _ in range(3):
+        writer.append(*interaction(writer.reserve_id()))
+    cassette = load(path)
+    assert [i.id for i in cassette.interactions] == [0, 1, 2]
+    assert path.read_text() == Cassette(interactions=cassette.interactions).dumps(layout)
+    assert sorted(read_sidecar(sidecar_path(path))) == [0, 1, 2]
+
+
+def test_new_episodes_continue_ids_and_keep_the_files_layout(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(Cassette(interactions=[interaction(0)[0], interaction(1)[0]]).dumps(INDENT2_COMPACT))
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=False)
+    writer.append(*interaction(writer.reserve_id()))
+    cassette = load(path)
+    assert [i.id for i in cassette.interactions] == [0, 1, 2]
+    assert cassette.layout == INDENT2_COMPACT
+    assert path.read_text() == cassette.dumps()
+
+
+def test_a_torn_append_is_cut_back_by_the_next_writer(tmp_path):
+    path = tmp_path / "c.yaml"
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=True)
+    writer.append(*interaction(writer.reserve_id()))
+    good = path.read_bytes()
+    # What a kill in the middle of an append leaves: the marker, and half an interaction.
+    marker = tmp_path / ".c.yaml.appending"
+    marker.write_text(str(len(good)))
+    with open(path, "ab") as stream:
+        stream.write(b"  - id: 1\n    request:\n        body: '{\"unterminated")
+    with pytest.raises(CassetteError):
+        load(path)
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=False)
+    assert path.read_bytes() == good and not marker.exists()
+    writer.append(*interaction(writer.reserve_id()))
+    assert [i.id for i in load(path).interactions] == [0, 1]
+
+
+def test_a_file_that_does_not_load_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("version: 2\ninteractions: [\n")
+    for fresh in (True, False):
+        with pytest.raises(CassetteError, match="refusing to record over a cassette that does not load"):
+            CassetteWriter(path, INDENT4_COMPACT, fresh=fresh)
+    assert path.read_text() == "version: 2\ninteractions: [\n"
+
+
+def test_a_hand_formatted_cassette_is_rewritten_in_gos_bytes_before_appending(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(Cassette(interactions=[interaction(0)[0]]).dumps(INDENT4).replace("---\n", "")
+                    .replace("version: 2", "version:    2"))
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=False)
+    writer.append(*interaction(writer.reserve_id()))
+    cassette = load(path)
+    assert len(cassette.interactions) == 2 and path.read_text() == cassette.dumps(INDENT4)
