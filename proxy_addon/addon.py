@@ -27,7 +27,8 @@ from mitmproxy import ctx, exceptions, http  # noqa: E402
 from proxy_addon import filters  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.persisters.filesystem import CassetteWriter  # noqa: E402
-from proxy_addon.recorder import DecodeError, Exchange, PendingRecording, to_interaction  # noqa: E402
+from proxy_addon.recorder import (  # noqa: E402
+    DecodeError, Exchange, PendingRecording, stream_is_finished, to_interaction)
 from proxy_addon.serializers.emitter import DEFAULT_LAYOUT, LAYOUTS  # noqa: E402
 
 log = logging.getLogger("vcr-proxy")
@@ -220,9 +221,12 @@ class VcrProxy:
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
         if recording is None:
             return
-        if recording.streamed and recording.ended is not None:
-            # The upstream's answer is whole; the client hung up as it ended (SDKs close a
-            # stream once they read its last event), which changes nothing worth recording.
+        if recording.streamed and (recording.ended is not None or
+                                   stream_is_finished(b"".join(recording.chunks))):
+            # The answer is whole: the client hung up as it ended (SDKs close a stream once
+            # they have read its final event), which changes nothing worth recording.
+            if recording.ended is None:
+                recording.ended = recording.arrivals[-1][1]
             await self.save(flow, recording)
             return
         reason = flow.error.msg if flow.error else "unknown error"

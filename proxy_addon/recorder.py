@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -62,6 +63,18 @@ class PendingRecording:
         else:
             self.ended = time.time()
         return data
+
+
+# Last events after which an LLM API's stream has nothing more to say.
+_FINAL_EVENT = re.compile(
+    rb"(?:^|\n)(?:data: \[DONE\]|event: (?:message_stop|response\.(?:completed|failed|incomplete)))"
+    rb"[^\n]*(?:\r?\n(?:data|id|retry):[^\n]*)*\r?\n\r?\n\Z")
+
+
+def stream_is_finished(body: bytes) -> bool:
+    """Whether a Server-Sent Events body ends with its API's final event (OpenAI-style
+    `data: [DONE]`, Anthropic's `message_stop`, the Responses API's `response.completed`)."""
+    return _FINAL_EVENT.search(body[-4096:]) is not None
 
 
 class DecodeError(ValueError):

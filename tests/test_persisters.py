@@ -76,3 +76,18 @@ def test_a_hand_formatted_cassette_is_rewritten_in_gos_bytes_before_appending(tm
     writer.append(*interaction(writer.reserve_id()))
     cassette = load(path)
     assert len(cassette.interactions) == 2 and path.read_text() == cassette.dumps(INDENT4)
+
+
+@pytest.mark.parametrize("body, finished", [
+    (b"data: {}\n\ndata: [DONE]\n\n", True),
+    (b"data: {}\r\n\r\ndata: [DONE]\r\n\r\n", True),
+    (b'event: message_stop\ndata: {"type":"message_stop"}\n\n', True),
+    (b'event: response.completed\ndata: {"type":"response.completed"}\n\n', True),
+    (b"data: {}\n\n", False),
+    (b"data: [DONE]\n", False),
+    (b"data: [DONE]\n\ndata: more\n\n", False),
+])
+def test_a_stream_is_finished_only_after_its_final_event(body, finished):
+    from proxy_addon.recorder import stream_is_finished
+
+    assert stream_is_finished(body) is finished
