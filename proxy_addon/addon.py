@@ -25,15 +25,20 @@ except ImportError:  # loaded by `mitmdump -s` from a checkout: make the package
 from mitmproxy import ctx, exceptions, http  # noqa: E402
 
 from proxy_addon import filters  # noqa: E402
+from proxy_addon.cassette import Interaction  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
+from proxy_addon.matchers import DEFAULT_PARTS, PARTS, IncomingRequest, Matcher, MatchRules  # noqa: E402
 from proxy_addon.persisters.filesystem import CassetteWriter  # noqa: E402
 from proxy_addon.recorder import (  # noqa: E402
     DecodeError, Exchange, PendingRecording, stream_is_finished, to_interaction)
+from proxy_addon.replay import TIMINGS, ReplayCassette, ReplayServer, make_plan  # noqa: E402
 from proxy_addon.serializers.emitter import DEFAULT_LAYOUT, LAYOUTS  # noqa: E402
 
 log = logging.getLogger("vcr-proxy")
 
-MODES = ("record", "passthrough")
+# go-vcr's modes: replay only; record only (the cassette starts anew); once (replay an existing
+# cassette, record a missing one); new-episodes (replay hits, record and append misses).
+MODES = ("once", "replay", "record", "new-episodes", "passthrough")
 DEFAULT_HOSTS = ",".join((
     "openrouter.ai", "api.openai.com", "*.openai.azure.com", "api.anthropic.com",
     "generativelanguage.googleapis.com", "aiplatform.googleapis.com",
@@ -76,11 +81,19 @@ class VcrProxy:
         self.hosts: list[str] = []
         self.host_pattern = re.compile("(?!)")
         self.paths: dict[str, Path] = {}
+        self.replays: dict[Path, ReplayCassette] = {}
+        self.decisions: dict[Path, str] = {}  # once: "replay" or "record", per cassette
+        self.matcher = Matcher(MatchRules())
+        self.speed = 1.0
+        self.server = ReplayServer()
         self.allow_hosts: list[str] = []
 
     def load(self, loader) -> None:
-        loader.add_option("vcr_mode", str, "record",
-                          f"What to do with LLM API traffic: {', '.join(MODES)}.")
+        loader.add_option("vcr_mode", str, "once",
+                          "once: replay an existing cassette, record a missing one; replay: "
+                          "only from disk, a miss is an error; record: always upstream, the "
+                          "cassette rewritten; new-episodes: replay what matches, record and "
+                          "append what does not; passthrough: neither.")
         loader.add_option("vcr_dir", str, "recordings", "Folder that holds the cassettes.")
         loader.add_option("vcr_cassette", str, "default",
                           "Cassette for requests without an X-Vcr-Cassette header (a name "
@@ -97,6 +110,20 @@ class VcrProxy:
         loader.add_option("vcr_upstream", str, "",
                           "Send recorded hosts' traffic to this base URL instead (e.g. a gateway, "
                           "or a local test server); cassettes keep the public URLs.")
+        loader.add_option("vcr_timing", str, "none",
+                          "Replay pacing: none (as fast as possible); duration (wait the recorded "
+                          "time to the headers, as go-vcr does); events (that, then each event at "
+                          "its recorded time, from NAME.timing.jsonl).")
+        # A string: mitmproxy's --set cannot parse float options.
+        loader.add_option("vcr_speed", str, "1.0", "Replay pacing factor: 2.0 is twice as fast.")
+        loader.add_option("vcr_match", str, ",".join(DEFAULT_PARTS),
+                          f"Parts of a request that must match a recording: {', '.join(PARTS)}.")
+        loader.add_option("vcr_ignore_fields", str, "",
+                          "Comma-separated JSON body fields left out of matching, e.g. "
+                          "user,metadata.session_id,seed.")
+        loader.add_option("vcr_allow_repeats", bool, False,
+                          "Once every matching interaction has been replayed, serve the last "
+                          "one again instead of answering with a miss.")
 
     def configure(self, updated: set[str]) -> None:
         options = ctx.options
@@ -118,6 +145,20 @@ class VcrProxy:
             cassette_path(Path(options.vcr_dir), options.vcr_cassette)
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_cassette: {error}") from None
+        if options.vcr_timing not in TIMINGS:
+            raise exceptions.OptionsError(f"vcr_timing: {options.vcr_timing!r} is not one of "
+                                          f"{', '.join(TIMINGS)}")
+        try:
+            self.speed = float(options.vcr_speed)
+        except ValueError:
+            self.speed = 0.0
+        if not 0 < self.speed < float("inf"):
+            raise exceptions.OptionsError(f"vcr_speed: {options.vcr_speed!r} is not a number above 0")
+        try:
+            self.matcher = Matcher(MatchRules.parse(options.vcr_match, options.vcr_ignore_fields,
+                                                    options.vcr_allow_repeats))
+        except ValueError as error:
+            raise exceptions.OptionsError(f"vcr_match: {error}") from None
         self.hosts = [h.strip().lower() for h in options.vcr_hosts.split(",") if h.strip()]
         self.host_pattern = re.compile("|".join(fnmatch.translate(h) for h in self.hosts) or "(?!)")
         self.paths.clear()
@@ -131,6 +172,8 @@ class VcrProxy:
                 options.allow_hosts = allow
         if {"vcr_dir", "vcr_mode", "vcr_layout"} & updated:
             self.writers.clear()
+            self.replays.clear()
+            self.decisions.clear()
         # Connect upstream only when a request needs it: a rerouted or offline host must not
         # be dialled just because a client opened a tunnel to it.
         if options.connection_strategy != "lazy":
@@ -146,7 +189,13 @@ class VcrProxy:
             path = self.paths[name] = cassette_path(Path(ctx.options.vcr_dir), name)
         return path
 
-    async def writer(self, path: Path) -> CassetteWriter:
+    async def running(self) -> None:
+        await self.server.start()
+
+    async def done(self) -> None:
+        await self.server.stop()
+
+    async def writer(self, path: Path, fresh: bool) -> CassetteWriter:
         writer = self.writers.get(path)
         if writer is None:
             lock = self.opening.setdefault(path, asyncio.Lock())
@@ -154,7 +203,6 @@ class VcrProxy:
                 writer = self.writers.get(path)
                 if writer is None:
                     layout = LAYOUTS[ctx.options.vcr_layout]
-                    fresh = ctx.options.vcr_mode == "record"
                     writer = await asyncio.to_thread(CassetteWriter, path, layout, fresh)
                     self.writers[path] = writer
         return writer
@@ -168,20 +216,96 @@ class VcrProxy:
         except ValueError as error:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
+        mode = ctx.options.vcr_mode
         writer = self.writers.get(path)
-        if writer is None:  # the cassette's first request: open it off the event loop
-            return self._open_then_record(flow, path)
-        self.begin(flow, writer)
-        return None
+        if mode == "record" and writer is not None:
+            self.begin(flow, writer)  # the hot path stays synchronous
+            return None
+        return self._route(flow, path, mode)
 
-    async def _open_then_record(self, flow: http.HTTPFlow, path: Path) -> None:
+    async def _route(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
         try:
-            writer = await self.writer(path)
+            await self._route_or_fail(flow, path, mode)
+        except Exception as error:  # never let a replayed request fall through to the network
+            log.exception(f"vcr-proxy: internal error on {flow.request.method} {flow.request.pretty_url}")
+            flow.response = error_response(500, f"vcr-proxy: internal error: {error!r}")
+
+    async def _route_or_fail(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
+        if mode == "once":
+            if path not in self.decisions:
+                exists = await asyncio.to_thread(path.exists)
+                self.decisions[path] = "replay" if exists else "record"
+            mode = self.decisions[path]
+        if mode == "record":
+            await self._record(flow, path, fresh=True)
+            return
+        replay = self.replays.get(path)
+        if replay is None:
+            replay = self.replays[path] = ReplayCassette(path)
+        if replay.needs_refresh():
+            await asyncio.to_thread(replay.refresh)
+        incoming = IncomingRequest(flow.request.method, flow.request.pretty_url,
+                                   flow.request.raw_content or b"",
+                                   {k: flow.request.headers.get_all(k) for k in flow.request.headers})
+        interaction, matched = replay.find(self.matcher, incoming)
+        if interaction is not None:
+            self.serve(flow, replay, interaction)
+        elif mode == "new-episodes":
+            await self._record(flow, path, fresh=False)
+        else:
+            self.miss(flow, replay, incoming, matched)
+
+    async def _record(self, flow: http.HTTPFlow, path: Path, fresh: bool) -> None:
+        try:
+            writer = await self.writer(path, fresh)
         except CassetteError as error:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
             return
         self.begin(flow, writer)
+
+    def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction) -> None:
+        response = interaction.response
+        headers = [(name, value) for name, values in response.headers.items() for value in values
+                   if name.lower() not in ("content-length", "transfer-encoding")]
+        plan = make_plan(interaction, replay.timing_for(interaction), ctx.options.vcr_timing,
+                         self.speed, flow.request.timestamp_start, headers)
+        log.info(f"replayed {flow.request.method} {flow.request.pretty_url} -> {response.code} "
+                 f"from {replay.path}#{interaction.id}")
+        flow.metadata["vcr_replay"] = True
+        streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
+                       for name, value in headers)
+        if streamed or plan.headers_at > 0:
+            # Through the in-process replay server, so gaps between events stay gaps.
+            flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
+            flow.request.path = self.server.add(plan)
+            flow.request.method = "GET"
+            flow.request.content = b""
+            return
+        fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in headers]
+        flow.response = http.Response.make(plan.status, b"".join(plan.chunks), http.Headers(fields))
+        flow.response.reason = plan.reason
+
+    def miss(self, flow: http.HTTPFlow, replay: ReplayCassette, incoming: IncomingRequest,
+             matched: int) -> None:
+        request = f"{incoming.method} {filters.redact_url(incoming.url)}"
+        if replay.cassette is None:
+            detail = (f"cassette {replay.path} does not exist; record it with vcr_mode=once or "
+                      "record")
+        elif matched:
+            detail = (f"{matched} interaction(s) of {replay.path} match, all already replayed; "
+                      "set vcr_allow_repeats=true to serve the last again")
+        else:
+            count = len(replay.cassette.interactions)
+            nearest = self.matcher.nearest(replay.cassette.interactions, incoming)
+            detail = f"no match among {count} interaction(s) of {replay.path}"
+            if nearest:
+                found, differences = nearest
+                detail += (f"; nearest is #{found.id} ({found.request.method} "
+                           f"{filters.redact_url(found.request.url)}): " + "; ".join(differences))
+        message = f"vcr-proxy: {request}: {detail}"
+        log.error(message)
+        flow.response = error_response(404, message)
 
     def begin(self, flow: http.HTTPFlow, writer: CassetteWriter) -> None:
         flow.metadata["vcr"] = PendingRecording(writer=writer, id=writer.reserve_id(),
@@ -201,6 +325,10 @@ class VcrProxy:
             flow.request.path = prefix + flow.request.path
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("vcr_replay"):
+            flow.response.stream = True
+            flow.response.headers.pop("Connection", None)
+            return
         recording: PendingRecording | None = flow.metadata.get("vcr")
         if recording is None:
             return

@@ -112,9 +112,15 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--mode", default="record", show_default=True, envvar="VCR_PROXY_MODE",
-              help="record: answer from the real upstream and save every exchange; "
-                   "passthrough: neither record nor replay.")
+@click.option("--mode", default="once", show_default=True, envvar="VCR_PROXY_MODE",
+              help="once: replay an existing cassette, record a missing one; replay: only from "
+                   "disk; record: always upstream, the cassette rewritten; new-episodes: replay "
+                   "hits, record misses; passthrough: neither.")
+@click.option("--timing", default="none", show_default=True, envvar="VCR_PROXY_TIMING",
+              help="Replay pacing: none, duration (go-vcr's), or events (each event at its "
+                   "recorded time).")
+@click.option("--speed", default=1.0, show_default=True, envvar="VCR_PROXY_SPEED",
+              help="Replay pacing factor (2.0: twice as fast).")
 @click.option("--dir", "folder", default="recordings", show_default=True, envvar="VCR_PROXY_DIR",
               help="Folder that holds the cassettes.")
 @click.option("--cassette", default="default", show_default=True, envvar="VCR_PROXY_CASSETTE",
@@ -136,11 +142,13 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
               help="mitmproxy's folder for its CA (default ~/.mitmproxy).")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
-def start(mode, folder, cassette, port, listen_host, upstream, headers, layout, hosts, confdir, extra):
+def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,
+          hosts, confdir, extra):
     """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
     from .launcher import run_proxy
 
-    settings = {"vcr_mode": mode, "vcr_dir": folder, "vcr_cassette": cassette,
+    settings = {"vcr_mode": mode, "vcr_timing": timing, "vcr_speed": str(speed),
+                "vcr_dir": folder, "vcr_cassette": cassette,
                 "vcr_upstream": upstream, "vcr_headers": headers, "vcr_layout": layout}
     if hosts:
         settings["vcr_hosts"] = hosts

@@ -32,7 +32,7 @@ class Proxy:
             settings["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
         self.args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
         if addon:  # without it: bare mitmdump, the reference for benchmarks
-            settings["vcr_dir"] = str(self.cassettes)
+            settings.setdefault("vcr_dir", str(self.cassettes))
             self.args += ["-s", str(ROOT / "proxy_addon" / "addon.py")]
         for key, value in settings.items():
             self.args += ["--set", f"{key}={value}"]
@@ -48,6 +48,7 @@ class Proxy:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
     def start(self) -> "Proxy":
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                         cwd=self.folder, start_new_session=True)
@@ -65,13 +66,15 @@ class Proxy:
         raise RuntimeError(f"mitmdump did not start: {self.output()}")
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def client(self, **kwargs) -> httpx.Client:
         kwargs.setdefault("http2", self.http2)
+        kwargs.setdefault("timeout", 30)
         return httpx.Client(proxy=self.url, verify=ssl.create_default_context(cafile=self.ca),
-                            timeout=30, **kwargs)
+                            **kwargs)
 
     def async_client(self, **kwargs) -> httpx.AsyncClient:
         kwargs.setdefault("http2", self.http2)

@@ -1,0 +1,207 @@
+"""Which recorded interaction answers a request, and how the nearest one differs on a miss.
+
+By default a request matches on method, URL and body. Bodies compare as JSON values when both
+parse (key order and whitespace do not matter), after `\\r\\n` becomes `\\n`; credentials (`key=`
+parameters, auth headers) are never part of a match. Identical requests are answered in
+recorded order, as go-vcr's used-flag does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from . import filters
+from .cassette import Interaction
+
+PARTS = ("method", "url", "body", "headers")
+DEFAULT_PARTS = ("method", "url", "body")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    method: str
+    url: str
+    body: bytes
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MatchRules:
+    parts: tuple[str, ...] = DEFAULT_PARTS
+    ignored_fields: tuple[str, ...] = ()  # JSON paths like "user" or "metadata.session_id"
+    allow_repeats: bool = False  # serve the last match again once all are used
+
+    @classmethod
+    def parse(cls, parts: str, ignored: str, allow_repeats: bool) -> "MatchRules":
+        chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
+        unknown = [p for p in chosen if p not in PARTS]
+        if unknown or not chosen:
+            raise ValueError(f"unknown match part(s) {', '.join(unknown) or '(none)'}; "
+                             f"choose from {', '.join(PARTS)}")
+        fields = tuple(f.strip() for f in ignored.split(",") if f.strip())
+        return cls(chosen, fields, allow_repeats)
+
+
+def normalized_url(url: str) -> str:
+    """The URL without credentials, its query parameters in a stable order."""
+    parts = urlsplit(filters.redact_url(url))
+    query = "&".join(sorted(parts.query.split("&"))) if parts.query else ""
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", query, ""))
+
+
+def _as_text(body: str | bytes) -> str | bytes:
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body
+    return body.replace("\r\n", "\n")
+
+
+def _json_value(text: str | bytes):
+    if not text or isinstance(text, bytes):
+        return _MISSING
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _MISSING
+
+
+def _drop_path(value, path: list[str]):
+    if not path or not isinstance(value, dict):
+        return value
+    head, rest = path[0], path[1:]
+    if head not in value:
+        return value
+    copy = dict(value)
+    if rest:
+        copy[head] = _drop_path(copy[head], rest)
+    else:
+        del copy[head]
+    return copy
+
+
+def _without_ignored(value, ignored: tuple[str, ...]):
+    for path in ignored:
+        value = _drop_path(value, path.split("."))
+    return value
+
+
+def first_difference(recorded, sent, path: str = "$") -> str | None:
+    """The first JSON path where two values differ, with both values; None if equal."""
+    if type(recorded) is not type(sent) and not (isinstance(recorded, (int, float)) and
+                                                 isinstance(sent, (int, float))):
+        return f"{path}: recorded {_show(recorded)}, sent {_show(sent)}"
+    if isinstance(recorded, dict):
+        for key in list(recorded) + [k for k in sent if k not in recorded]:
+            if key not in sent:
+                return f"{path}.{key}: recorded {_show(recorded[key])}, sent nothing"
+            if key not in recorded:
+                return f"{path}.{key}: recorded nothing, sent {_show(sent[key])}"
+            found = first_difference(recorded[key], sent[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(recorded, list):
+        for index, (a, b) in enumerate(zip(recorded, sent)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found:
+                return found
+        if len(recorded) != len(sent):
+            return f"{path}: recorded {len(recorded)} items, sent {len(sent)}"
+        return None
+    return None if recorded == sent else f"{path}: recorded {_show(recorded)}, sent {_show(sent)}"
+
+
+def _show(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Matcher:
+    """Compares requests with a cassette's interactions under `rules`."""
+
+    def __init__(self, rules: MatchRules):
+        self.rules = rules
+
+    def differences(self, interaction: Interaction, request: IncomingRequest) -> list[str]:
+        """What differs between the recorded request and `request`, in the rules' parts."""
+        recorded = interaction.request
+        found = []
+        if "method" in self.rules.parts and recorded.method.upper() != request.method.upper():
+            found.append(f"method: recorded {recorded.method}, sent {request.method}")
+        if "url" in self.rules.parts and normalized_url(recorded.url) != normalized_url(request.url):
+            found.append(f"url: recorded {filters.redact_url(recorded.url)}, "
+                         f"sent {filters.redact_url(request.url)}")
+        if "body" in self.rules.parts:
+            difference = self._body_difference(recorded.body, request.body)
+            if difference:
+                found.append(difference)
+        if "headers" in self.rules.parts:
+            difference = self._header_difference(recorded.headers, request.headers)
+            if difference:
+                found.append(difference)
+        return found
+
+    def _body_difference(self, recorded_body: str | bytes, sent_body: bytes) -> str | None:
+        recorded, sent = _as_text(recorded_body), _as_text(sent_body)
+        recorded_json, sent_json = _json_value(recorded), _json_value(sent)
+        if recorded_json is not _MISSING and sent_json is not _MISSING:
+            ignored = self.rules.ignored_fields
+            found = first_difference(_without_ignored(recorded_json, ignored),
+                                     _without_ignored(sent_json, ignored))
+            return f"body {found}" if found else None
+        if recorded == sent:
+            return None
+        return f"body: recorded {_preview(recorded)}, sent {_preview(sent)}"
+
+    @staticmethod
+    def _header_difference(recorded: dict[str, list[str]], sent: dict[str, list[str]]) -> str | None:
+        from .gohttp import canonical_header_key
+
+        def usable(headers):
+            return {canonical_header_key(k): v for k, v in headers.items()
+                    if k.lower() not in filters.CREDENTIAL_HEADERS}
+
+        recorded, sent = usable(recorded), usable(sent)
+        for name in sorted(set(recorded) | set(sent)):
+            if recorded.get(name) != sent.get(name):
+                return f"header {name}: recorded {recorded.get(name)}, sent {sent.get(name)}"
+        return None
+
+    def find(self, interactions: list[Interaction], used: set[int],
+             request: IncomingRequest) -> tuple[Interaction | None, int]:
+        """The first match in recorded order whose id is not in `used` (which it joins), or the
+        last match again if repeats are allowed and all are used; and how many matched."""
+        last, matched = None, 0
+        for interaction in interactions:
+            if self.differences(interaction, request):
+                continue
+            matched += 1
+            if interaction.id not in used:
+                used.add(interaction.id)
+                return interaction, matched
+            last = interaction
+        return (last if self.rules.allow_repeats else None), matched
+
+    def nearest(self, interactions: list[Interaction], request: IncomingRequest
+                ) -> tuple[Interaction, list[str]] | None:
+        """The recorded interaction closest to `request`, and what differs."""
+        best = None
+        for interaction in interactions:
+            found = self.differences(interaction, request)
+            score = (not any(f.startswith("method") for f in found),
+                     not any(f.startswith("url") for f in found), -len(found))
+            if best is None or score > best[0]:
+                best = (score, interaction, found)
+        return None if best is None else (best[1], best[2])
+
+
+def _preview(body: str | bytes) -> str:
+    if isinstance(body, bytes):
+        return f"<{len(body)} bytes>"
+    text = json.dumps(body, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."

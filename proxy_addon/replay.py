@@ -1,0 +1,193 @@
+"""Serving recorded interactions: cassettes kept fresh from disk, and replayed streams paced
+event by event.
+
+mitmproxy sends a response an addon sets in its `request` hook in one piece, so a stream
+replayed with gaps between its events goes another way: the addon points the flow at a small
+HTTP server inside the proxy (127.0.0.1, a random port), which writes the recorded events one
+chunk at a time, and mitmproxy streams that answer on like any upstream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cassette import Cassette, Interaction, load
+from .errors import CassetteError
+from .matchers import IncomingRequest, Matcher
+from .timing import Timing, body_hash, event_ends, read_sidecar, sidecar_path
+
+log = logging.getLogger("vcr-proxy")
+
+TIMINGS = ("none", "duration", "events")
+REPLAY_PATH = "/__vcr-proxy-replay__/"
+
+
+class ReplayCassette:
+    """A cassette served from disk: reloaded when the file changes; a change that does not
+    load is reported once and the previous contents keep serving."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cassette: Cassette | None = None
+        self.timings: dict[int, Timing] = {}
+        self.used: set[int] = set()  # ids already replayed
+        self.stamp: tuple | None = None
+        self.failed_stamp: tuple | None = None
+
+    def _stamp(self) -> tuple | None:
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+    def needs_refresh(self) -> bool:
+        stamp = self._stamp()
+        return stamp != self.stamp and stamp != self.failed_stamp
+
+    def refresh(self) -> None:
+        """Load the file if it changed since the last look (blocking: call off the loop)."""
+        stamp = self._stamp()
+        if stamp is None:
+            self.cassette, self.stamp = None, None
+            return
+        if stamp in (self.stamp, self.failed_stamp):
+            return
+        try:
+            cassette = load(self.path)
+        except CassetteError as error:
+            self.failed_stamp = stamp
+            still = "; still serving the previous contents" if self.cassette else ""
+            log.error(f"vcr-proxy: {error}{still}")
+            return
+        self.cassette, self.stamp, self.failed_stamp = cassette, stamp, None
+        self.timings = read_sidecar(sidecar_path(self.path))
+        self.used &= {i.id for i in cassette.interactions}
+
+    def find(self, matcher: Matcher, request: IncomingRequest) -> tuple[Interaction | None, int]:
+        if self.cassette is None:
+            return None, 0
+        return matcher.find(self.cassette.interactions, self.used, request)
+
+    def timing_for(self, interaction: Interaction) -> Timing | None:
+        timing = self.timings.get(interaction.id)
+        if timing and timing.body_hash == body_hash(interaction.response.body):
+            return timing
+        return None
+
+
+def body_bytes(body: str | bytes) -> bytes:
+    return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+
+
+def split_events(body: bytes) -> list[bytes]:
+    """The body cut after each blank line, so that every event is its own chunk."""
+    chunks, start = [], 0
+    for end in event_ends(body):
+        chunks.append(body[start:end])
+        start = end
+    if start < len(body) or not chunks:
+        chunks.append(body[start:])
+    return chunks
+
+
+@dataclass
+class Plan:
+    """How to send one recorded response: when its headers go, and when each chunk goes
+    (seconds after the request started)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    chunks: list[bytes]
+    started: float  # time.time() of the request's start
+    headers_at: float = 0.0
+    chunk_at: list[float] = field(default_factory=list)
+
+
+def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed: float,
+              started: float, headers: list[tuple[str, str]]) -> Plan:
+    response = interaction.response
+    chunks = split_events(body_bytes(response.body))
+    reason = response.status.partition(" ")[2]
+    plan = Plan(response.code, reason, headers, chunks, started)
+    if mode == "none":
+        plan.chunk_at = [0.0] * len(chunks)
+        return plan
+    duration = response.duration / 1e9
+    if mode == "events" and timing is not None:
+        plan.headers_at = timing.headers_ms / 1e3 / speed
+        times = [t / 1e3 / speed for t in timing.events_ms]
+        end = timing.end_ms / 1e3 / speed
+        # A trailing chunk after the last event (if any) goes when the body ended.
+        plan.chunk_at = (times + [end] * len(chunks))[:len(chunks)]
+        return plan
+    plan.headers_at = duration / speed
+    plan.chunk_at = [plan.headers_at] * len(chunks)
+    return plan
+
+
+class ReplayServer:
+    """The in-process HTTP/1.1 server that plays planned responses, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, Plan] = {}
+        self.tokens = itertools.count(1)
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        if self.server is None:
+            self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def add(self, plan: Plan) -> str:
+        token = f"{next(self.tokens)}-{os.getpid()}"
+        self.plans[token] = plan
+        return REPLAY_PATH + token
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1].decode("latin-1")
+            plan = self.plans.pop(path.removeprefix(REPLAY_PATH), None)
+            if plan is None:
+                writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            await self._play(plan, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _sleep_until(moment: float) -> None:
+        delay = moment - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _play(self, plan: Plan, writer: asyncio.StreamWriter) -> None:
+        await self._sleep_until(plan.started + plan.headers_at)
+        lines = [f"HTTP/1.1 {plan.status} {plan.reason}".encode("latin-1")]
+        lines += [f"{name}: {value}".encode("utf-8") for name, value in plan.headers]
+        lines += [b"Transfer-Encoding: chunked", b"Connection: close", b"", b""]
+        writer.write(b"\r\n".join(lines))
+        await writer.drain()
+        for chunk, at in zip(plan.chunks, plan.chunk_at):
+            await self._sleep_until(plan.started + at)
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
