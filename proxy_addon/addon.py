@@ -249,7 +249,7 @@ class VcrProxy:
                                    {k: flow.request.headers.get_all(k) for k in flow.request.headers})
         interaction, matched = replay.find(self.matcher, incoming)
         if interaction is not None:
-            self.serve(flow, replay, interaction)
+            await self.serve(flow, replay, interaction)
         elif mode == "new-episodes":
             await self._record(flow, path, fresh=False)
         else:
@@ -264,7 +264,7 @@ class VcrProxy:
             return
         self.begin(flow, writer)
 
-    def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction) -> None:
+    async def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction) -> None:
         response = interaction.response
         headers = [(name, value) for name, values in response.headers.items() for value in values
                    if name.lower() not in ("content-length", "transfer-encoding")]
@@ -275,13 +275,16 @@ class VcrProxy:
         flow.metadata["vcr_replay"] = True
         streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
                        for name, value in headers)
-        if streamed or plan.headers_at > 0:
+        if streamed:
             # Through the in-process replay server, so gaps between events stay gaps.
             flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self.server.port
             flow.request.path = self.server.add(plan)
             flow.request.method = "GET"
             flow.request.content = b""
             return
+        wait = plan.started + plan.headers_at - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
         fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in headers]
         flow.response = http.Response.make(plan.status, b"".join(plan.chunks), http.Headers(fields))
         flow.response.reason = plan.reason

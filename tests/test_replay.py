@@ -176,6 +176,8 @@ def test_a_miss_is_a_json_error_naming_the_cassette_and_the_difference(tmp_path)
             # Same JSON, other key order and spacing: a hit.
             hit = client.post(CHAT, content=b'{"messages": [{"content": "hi", "role": "user"}], "model": "m"}')
             assert hit.status_code == 200 and hit.json() == {"ok": True}
+            assert hit.headers["content-length"] == str(len(b'{"ok": true}'))
+            assert hit.headers["content-type"] == "application/json"
             miss = client.post(CHAT, json={"model": "m", "messages": [{"role": "user", "content": "hello"}]})
         client = openai.OpenAI(api_key=TEST_KEY, http_client=proxy.client(),
                                base_url="https://openrouter.ai/api/v1", max_retries=0)
@@ -274,3 +276,23 @@ def test_new_episodes_replays_hits_and_records_misses(tmp_path, certificate):
     assert [i.id for i in cassette.interactions] == [0, 1]
     assert json.loads(cassette.interactions[1].request.body) == {"model": "new"}
     assert len(upstream.requests) == 1
+
+
+def test_duration_timing_waits_the_recorded_time_to_headers(tmp_path):
+    path = tmp_path / "cassettes" / "default.yaml"
+    interaction = Interaction(id=0, request=Request(url=CHAT, method="POST", body="{}"),
+                              response=Response(body='{"slow": true}', code=200, status="200 OK",
+                                                duration=600_000_000,
+                                                headers={"Content-Type": ["application/json"]}))
+    write_atomic(path, Cassette(interactions=[interaction]).dumps().encode())
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="duration").start()
+    try:
+        with proxy.client() as client:
+            started = time.monotonic()
+            response = client.post(CHAT, content=b"{}")
+            took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert response.json() == {"slow": True}
+    assert response.headers["content-length"] == str(len(b'{"slow": true}'))
+    assert took >= 0.6 * 0.9
