@@ -18,6 +18,7 @@ test: $(BIN)/.installed go-oracle-deps
 bench: $(BIN)/.installed
 	$(BIN)/python bench/format.py
 	$(BIN)/python bench/record.py
+	$(BIN)/python bench/replay.py
 
 venv: $(BIN)/.installed
 

@@ -121,6 +121,9 @@ class VcrProxy:
         loader.add_option("vcr_ignore_fields", str, "",
                           "Comma-separated JSON body fields left out of matching, e.g. "
                           "user,metadata.session_id,seed.")
+        loader.add_option("vcr_log_replays", bool, False,
+                          "Log a line for every replayed interaction (through mitmdump's terminal "
+                          "log this costs about a tenth of replay throughput).")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -216,44 +219,75 @@ class VcrProxy:
         except ValueError as error:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
-        mode = ctx.options.vcr_mode
-        writer = self.writers.get(path)
-        if mode == "record" and writer is not None:
-            self.begin(flow, writer)  # the hot path stays synchronous
-            return None
-        return self._route(flow, path, mode)
-
-    async def _route(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
         try:
-            await self._route_or_fail(flow, path, mode)
-        except Exception as error:  # never let a replayed request fall through to the network
-            log.exception(f"vcr-proxy: internal error on {flow.request.method} {flow.request.pretty_url}")
-            flow.response = error_response(500, f"vcr-proxy: internal error: {error!r}")
+            result = self._dispatch(flow, path, ctx.options.vcr_mode)
+        except Exception as error:
+            self._internal_error(flow, error)
+            return None
+        return None if result is None else self._guarded(flow, result)
 
-    async def _route_or_fail(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
+    # Each step answers at once when it can (the hot paths stay synchronous) and returns a
+    # coroutine for mitmproxy to await when it must touch the disk or wait.
+
+    def _dispatch(self, flow: http.HTTPFlow, path: Path, mode: str):
         if mode == "once":
-            if path not in self.decisions:
-                exists = await asyncio.to_thread(path.exists)
-                self.decisions[path] = "replay" if exists else "record"
-            mode = self.decisions[path]
+            decision = self.decisions.get(path)
+            if decision is None:
+                return self._decide(flow, path)
+            mode = decision
         if mode == "record":
-            await self._record(flow, path, fresh=True)
-            return
+            writer = self.writers.get(path)
+            if writer is None:
+                return self._record(flow, path, fresh=True)
+            self.begin(flow, writer)
+            return None
+        replay = self.replays.get(path)
+        if replay is None or replay.needs_refresh():
+            return self._refresh(flow, path, mode)
+        return self._replay(flow, replay, mode)
+
+    async def _decide(self, flow: http.HTTPFlow, path: Path) -> None:
+        if path not in self.decisions:
+            exists = await asyncio.to_thread(path.exists)
+            self.decisions[path] = "replay" if exists else "record"
+        await self._finish(self._dispatch(flow, path, self.decisions[path]))
+
+    async def _refresh(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
         replay = self.replays.get(path)
         if replay is None:
             replay = self.replays[path] = ReplayCassette(path)
-        if replay.needs_refresh():
-            await asyncio.to_thread(replay.refresh)
-        incoming = IncomingRequest(flow.request.method, flow.request.pretty_url,
-                                   flow.request.raw_content or b"",
-                                   {k: flow.request.headers.get_all(k) for k in flow.request.headers})
+        await asyncio.to_thread(replay.refresh)
+        await self._finish(self._replay(flow, replay, mode))
+
+    def _replay(self, flow: http.HTTPFlow, replay: ReplayCassette, mode: str):
+        headers = flow.request.headers
+        incoming = IncomingRequest(
+            flow.request.method, flow.request.pretty_url, flow.request.raw_content or b"",
+            {k: headers.get_all(k) for k in headers} if "headers" in self.matcher.rules.parts else {})
         interaction, matched = replay.find(self.matcher, incoming)
         if interaction is not None:
-            await self.serve(flow, replay, interaction)
-        elif mode == "new-episodes":
-            await self._record(flow, path, fresh=False)
-        else:
-            self.miss(flow, replay, incoming, matched)
+            return self.serve(flow, replay, interaction)
+        if mode == "new-episodes":
+            return self._record(flow, replay.path, fresh=False)
+        self.miss(flow, replay, incoming, matched)
+        return None
+
+    @staticmethod
+    async def _finish(result) -> None:
+        if result is not None:
+            await result
+
+    async def _guarded(self, flow: http.HTTPFlow, result) -> None:
+        try:
+            await result
+        except Exception as error:
+            self._internal_error(flow, error)
+
+    @staticmethod
+    def _internal_error(flow: http.HTTPFlow, error: Exception) -> None:
+        # Never let a request the addon failed on fall through to the network.
+        log.exception(f"vcr-proxy: internal error on {flow.request.method} {flow.request.pretty_url}")
+        flow.response = error_response(500, f"vcr-proxy: internal error: {error!r}")
 
     async def _record(self, flow: http.HTTPFlow, path: Path, fresh: bool) -> None:
         try:
@@ -264,14 +298,15 @@ class VcrProxy:
             return
         self.begin(flow, writer)
 
-    async def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction) -> None:
+    def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction):
         response = interaction.response
         headers = [(name, value) for name, values in response.headers.items() for value in values
                    if name.lower() not in ("content-length", "transfer-encoding")]
         plan = make_plan(interaction, replay.timing_for(interaction), ctx.options.vcr_timing,
                          self.speed, flow.request.timestamp_start, headers)
-        log.info(f"replayed {flow.request.method} {flow.request.pretty_url} -> {response.code} "
-                 f"from {replay.path}#{interaction.id}")
+        if ctx.options.vcr_log_replays:
+            log.info(f"replayed {flow.request.method} {flow.request.pretty_url} -> "
+                     f"{response.code} from {replay.path}#{interaction.id}")
         flow.metadata["vcr_replay"] = True
         streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
                        for name, value in headers)
@@ -281,11 +316,20 @@ class VcrProxy:
             flow.request.path = self.server.add(plan)
             flow.request.method = "GET"
             flow.request.content = b""
-            return
+            return None
         wait = plan.started + plan.headers_at - time.time()
         if wait > 0:
-            await asyncio.sleep(wait)
-        fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in headers]
+            return self._respond_later(flow, plan, wait)
+        self._respond(flow, plan)
+        return None
+
+    async def _respond_later(self, flow: http.HTTPFlow, plan, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._respond(flow, plan)
+
+    @staticmethod
+    def _respond(flow: http.HTTPFlow, plan) -> None:
+        fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in plan.headers]
         flow.response = http.Response.make(plan.status, b"".join(plan.chunks), http.Headers(fields))
         flow.response.reason = plan.reason
 

@@ -28,7 +28,7 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
     master.addons.add(VcrProxy())
     try:
-        opts.update(termlog_verbosity="warn")
+        opts.update(termlog_verbosity="warn", vcr_log_replays=True)
         opts.set(*[f"{key}={value}" for key, value in settings.items()])
     except exceptions.OptionsError as error:
         click.echo(f"vcr-proxy: {error}", err=True)

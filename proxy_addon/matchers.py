@@ -126,6 +126,28 @@ class Matcher:
 
     def __init__(self, rules: MatchRules):
         self.rules = rules
+        # Recorded bodies parsed once: {id(interaction): (interaction, text, json)}.
+        self._bodies: dict[int, tuple] = {}
+
+    def key(self, method: str, url: str) -> tuple[str, str]:
+        """What a request must share with a recording before its body is looked at."""
+        return (method.upper() if "method" in self.rules.parts else "",
+                normalized_url(url) if "url" in self.rules.parts else "")
+
+    def index(self, interactions: list[Interaction]) -> dict[tuple[str, str], list[Interaction]]:
+        """The interactions by `key`, in recorded order."""
+        found: dict[tuple[str, str], list[Interaction]] = {}
+        for interaction in interactions:
+            found.setdefault(self.key(interaction.request.method, interaction.request.url),
+                             []).append(interaction)
+        return found
+
+    def _recorded_body(self, interaction: Interaction) -> tuple:
+        entry = self._bodies.get(id(interaction))
+        if entry is None or entry[0] is not interaction:
+            text = _as_text(interaction.request.body)
+            entry = self._bodies[id(interaction)] = (interaction, text, _json_value(text))
+        return entry[1], entry[2]
 
     def differences(self, interaction: Interaction, request: IncomingRequest) -> list[str]:
         """What differs between the recorded request and `request`, in the rules' parts."""
@@ -137,7 +159,7 @@ class Matcher:
             found.append(f"url: recorded {filters.redact_url(recorded.url)}, "
                          f"sent {filters.redact_url(request.url)}")
         if "body" in self.rules.parts:
-            difference = self._body_difference(recorded.body, request.body)
+            difference = self._body_difference(interaction, request.body)
             if difference:
                 found.append(difference)
         if "headers" in self.rules.parts:
@@ -146,16 +168,17 @@ class Matcher:
                 found.append(difference)
         return found
 
-    def _body_difference(self, recorded_body: str | bytes, sent_body: bytes) -> str | None:
-        recorded, sent = _as_text(recorded_body), _as_text(sent_body)
-        recorded_json, sent_json = _json_value(recorded), _json_value(sent)
+    def _body_difference(self, interaction: Interaction, sent_body: bytes) -> str | None:
+        recorded, recorded_json = self._recorded_body(interaction)
+        sent = _as_text(sent_body)
+        if recorded == sent:
+            return None
+        sent_json = _json_value(sent)
         if recorded_json is not _MISSING and sent_json is not _MISSING:
             ignored = self.rules.ignored_fields
             found = first_difference(_without_ignored(recorded_json, ignored),
                                      _without_ignored(sent_json, ignored))
             return f"body {found}" if found else None
-        if recorded == sent:
-            return None
         return f"body: recorded {_preview(recorded)}, sent {_preview(sent)}"
 
     @staticmethod
@@ -172,12 +195,13 @@ class Matcher:
                 return f"header {name}: recorded {recorded.get(name)}, sent {sent.get(name)}"
         return None
 
-    def find(self, interactions: list[Interaction], used: set[int],
+    def find(self, index: dict[tuple[str, str], list[Interaction]], used: set[int],
              request: IncomingRequest) -> tuple[Interaction | None, int]:
         """The first match in recorded order whose id is not in `used` (which it joins), or the
-        last match again if repeats are allowed and all are used; and how many matched."""
+        last match again if repeats are allowed and all are used; and how many matched.
+        `index` is `self.index(interactions)`."""
         last, matched = None, 0
-        for interaction in interactions:
+        for interaction in index.get(self.key(request.method, request.url), ()):
             if self.differences(interaction, request):
                 continue
             matched += 1

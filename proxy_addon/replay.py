@@ -37,6 +37,8 @@ class ReplayCassette:
         self.cassette: Cassette | None = None
         self.timings: dict[int, Timing] = {}
         self.used: set[int] = set()  # ids already replayed
+        self.index: dict | None = None
+        self.indexed_by: Matcher | None = None
         self.stamp: tuple | None = None
         self.failed_stamp: tuple | None = None
 
@@ -67,13 +69,16 @@ class ReplayCassette:
             log.error(f"vcr-proxy: {error}{still}")
             return
         self.cassette, self.stamp, self.failed_stamp = cassette, stamp, None
+        self.index = None
         self.timings = read_sidecar(sidecar_path(self.path))
         self.used &= {i.id for i in cassette.interactions}
 
     def find(self, matcher: Matcher, request: IncomingRequest) -> tuple[Interaction | None, int]:
         if self.cassette is None:
             return None, 0
-        return matcher.find(self.cassette.interactions, self.used, request)
+        if self.index is None or self.indexed_by is not matcher:
+            self.index, self.indexed_by = matcher.index(self.cassette.interactions), matcher
+        return matcher.find(self.index, self.used, request)
 
     def timing_for(self, interaction: Interaction) -> Timing | None:
         timing = self.timings.get(interaction.id)
