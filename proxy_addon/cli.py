@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .cassette import load
+from .devshell import SHELLS, default_confdir, exports, variables
 from .errors import CassetteError
 from .persisters.filesystem import write_atomic
 from .serializers.emitter import LAYOUTS, Layout
@@ -111,6 +112,45 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
     sys.exit(1 if problems or (check_only and changed) else 0)
 
 
+def _proxy_address_options(function):
+    function = click.option("--confdir", default=None, envvar="VCR_PROXY_CONFDIR",
+                            help="mitmproxy's folder for its CA (default ~/.mitmproxy).")(function)
+    function = click.option("--listen-host", default="127.0.0.1", show_default=True,
+                            envvar="VCR_PROXY_LISTEN_HOST", help="The proxy's address.")(function)
+    return click.option("--port", default=8080, show_default=True, envvar="VCR_PROXY_PORT",
+                        help="The proxy's port.")(function)
+
+
+@main.command()
+@_proxy_address_options
+@click.option("--shell", "shell", type=click.Choice(SHELLS), default="bash", show_default=True,
+              help="Syntax of the exports.")
+def env(port, listen_host, confdir, shell):
+    """Print the exports that send a shell's clients through the proxy:
+    eval "$(vcr-proxy env)".
+
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY, and a CA bundle (the system's roots plus mitmproxy's
+    CA, created if missing) in SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+    NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO.
+    """
+    folder = Path(confdir).expanduser() if confdir else default_confdir()
+    click.echo(exports(variables(listen_host, port, folder), shell), nl=False)
+
+
+@main.command()
+@_proxy_address_options
+def shell(port, listen_host, confdir):
+    """Start a subshell whose clients go through the proxy (exit it to leave)."""
+    import os
+
+    folder = Path(confdir).expanduser() if confdir else default_confdir()
+    environment = dict(os.environ, **variables(listen_host, port, folder), VCR_PROXY_SHELL="1")
+    program = os.environ.get("SHELL", "/bin/sh")
+    click.echo(f"vcr-proxy shell: clients go through http://{listen_host}:{port}; exit to leave",
+               err=True)
+    os.execvpe(program, [program], environment)
+
+
 @main.command()
 @click.option("--mode", default="once", show_default=True, envvar="VCR_PROXY_MODE",
               help="once: replay an existing cassette, record a missing one; replay: only from "
@@ -125,10 +165,7 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
               help="Folder that holds the cassettes.")
 @click.option("--cassette", default="default", show_default=True, envvar="VCR_PROXY_CASSETTE",
               help="Cassette for requests without an X-Vcr-Cassette header.")
-@click.option("--port", default=8080, show_default=True, envvar="VCR_PROXY_PORT",
-              help="Port to listen on.")
-@click.option("--listen-host", default="127.0.0.1", show_default=True,
-              envvar="VCR_PROXY_LISTEN_HOST", help="Address to listen on.")
+@_proxy_address_options
 @click.option("--upstream", default="", envvar="VCR_PROXY_UPSTREAM",
               help="Send recorded hosts' traffic to this base URL instead (cassettes keep the "
                    "public URLs).")
@@ -138,8 +175,6 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
               envvar="VCR_PROXY_LAYOUT", help=f"Layout of new cassettes: {', '.join(LAYOUTS)}.")
 @click.option("--hosts", default=None, envvar="VCR_PROXY_HOSTS",
               help="Comma-separated hosts to record (default: the major LLM APIs).")
-@click.option("--confdir", default=None, envvar="VCR_PROXY_CONFDIR",
-              help="mitmproxy's folder for its CA (default ~/.mitmproxy).")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
 def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,

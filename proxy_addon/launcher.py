@@ -37,9 +37,12 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, master.shutdown)
-    click.echo(f"vcr-proxy {settings['vcr_mode']} on http://{listen_host}:{port} -> "
-               f"{settings['vcr_dir']}/ (export HTTPS_PROXY=http://{listen_host}:{port}; "
-               f"Ctrl-C stops)", err=True)
+    address = f"--port {port}" + (f" --listen-host {listen_host}" if listen_host != "127.0.0.1" else "")
+    if confdir:
+        address += f" --confdir {confdir}"
+    click.echo(f"vcr-proxy ({settings['vcr_mode']}, {settings['vcr_dir']}/) on "
+               f"http://{listen_host}:{port}; in another shell: eval \"$(vcr-proxy env {address})\"  "
+               f"(Ctrl-C stops)", err=True)
     try:
         await master.run()
     except OSError as error:

@@ -1,0 +1,99 @@
+"""Real clients in a shell set up by `vcr-proxy env` alone: recorded, then replayed offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+from .proxy import Proxy
+from .test_record import CHAT, TEST_KEY, recorded
+from .upstream import Upstream, make_certificate
+
+BODY = '{"model": "moonshotai/kimi-k2-0905", "messages": [{"role": "user", "content": "hi"}]}'
+STREAM_BODY = '{"model": "moonshotai/kimi-k2-0905", "stream": true, "messages": []}'
+
+
+@pytest.fixture(scope="module")
+def go_client(tmp_path_factory):
+    build = tmp_path_factory.mktemp("go_client")
+    env = dict(os.environ, GO111MODULE="off", GOCACHE=str(build / "cache"), GOFLAGS="")
+    subprocess.run([shutil.which("go"), "build", "-o", str(build / "go_client"), "."],
+                   cwd=ROOT / "tests" / "go_client", env=env, check=True)
+    return build / "go_client"
+
+
+def in_env_shell(proxy: Proxy, command: str) -> subprocess.CompletedProcess:
+    """Run `command` in a bash whose only set-up is `eval "$(vcr-proxy env ...)"`."""
+    launcher = f"{sys.executable} {ROOT / 'scripts' / 'vcr-proxy'}"
+    script = (f'eval "$({launcher} env --port {proxy.port} --confdir {proxy.confdir})" && '
+              f"{command}")
+    clean = {k: v for k, v in os.environ.items()
+             if not k.lower().endswith("_proxy") and k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                                                               "CURL_CA_BUNDLE")}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean)
+
+
+def clients(go_client) -> dict[str, str]:
+    python = (f"{sys.executable} -c 'import httpx, sys; r = httpx.post(sys.argv[1], content=sys.argv[2], "
+              f"headers={{\"Content-Type\": \"application/json\", \"Authorization\": \"Bearer {TEST_KEY}\"}}); "
+              "print(r.status_code); print(r.text, end=\"\")'")
+    requests = (f"{sys.executable} -c 'import requests, sys; r = requests.post(sys.argv[1], data=sys.argv[2], "
+                "headers={\"Content-Type\": \"application/json\"}); print(r.status_code); print(r.text, end=\"\")'")
+    return {
+        "requests": f"{requests} {CHAT} '{BODY}'",
+        "curl": f"curl -sS -H 'Authorization: Bearer {TEST_KEY}' -H 'Content-Type: application/json' "
+                f"-d '{BODY}' {CHAT}",
+        "curl-stream": f"curl -sS -N -H 'Content-Type: application/json' -d '{STREAM_BODY}' {CHAT}",
+        "go": f"{go_client} {CHAT} '{BODY}'",
+        "httpx": f"{python} {CHAT} '{BODY}'",
+    }
+
+
+def test_clients_record_then_replay_offline_with_the_same_output(tmp_path, go_client):
+    cert, key = make_certificate(tmp_path)
+    upstream = Upstream(cert, key).start()
+    recorder = Proxy(tmp_path, upstream_ca=cert, vcr_upstream=upstream.url).start()
+    outputs = {}
+    try:
+        for name, command in clients(go_client).items():
+            result = in_env_shell(recorder, command)
+            assert result.returncode == 0, (name, result.stderr)
+            outputs[name] = result.stdout
+        recorded(recorder.cassettes / "default.yaml", len(outputs))
+    finally:
+        recorder.stop()
+        upstream.stop()
+    assert '"gen-test-2"' in outputs["curl"] and outputs["go"].startswith("200 OK\n")
+    assert outputs["curl-stream"].endswith("data: [DONE]\n\n")
+
+    player = Proxy(tmp_path, vcr_mode="replay").start()
+    try:
+        for name, command in clients(go_client).items():
+            result = in_env_shell(player, command)
+            assert result.returncode == 0, (name, result.stderr, player.output()[-2000:])
+            assert result.stdout == outputs[name], name
+    finally:
+        player.stop()
+
+
+def test_env_prints_every_variable_for_each_shell(tmp_path):
+    launcher = [sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "env", "--port", "9999",
+                "--confdir", str(tmp_path)]
+    bash = subprocess.run(launcher, capture_output=True, text=True, check=True).stdout
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                 "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
+        assert f"export {name}=" in bash
+    assert "export HTTPS_PROXY=http://127.0.0.1:9999" in bash
+    bundle = (tmp_path / "vcr-proxy-ca-bundle.pem").read_text()
+    assert (tmp_path / "mitmproxy-ca-cert.pem").read_text() in bundle
+    assert bundle.count("BEGIN CERTIFICATE") > 10  # the system's roots are there too
+    fish = subprocess.run(launcher + ["--shell", "fish"], capture_output=True, text=True, check=True).stdout
+    assert "set -gx HTTPS_PROXY http://127.0.0.1:9999;" in fish
+    powershell = subprocess.run(launcher + ["--shell", "powershell"], capture_output=True, text=True,
+                                check=True).stdout
+    assert "$env:HTTPS_PROXY = 'http://127.0.0.1:9999'" in powershell
