@@ -314,14 +314,22 @@ class _Writer:
         self.indention = False
 
     def single_quoted(self, text: str, indent: int) -> None:
-        self.write_indicator("'", True, False, False)
         if "\u2028" in text or "\u2029" in text:
+            self.write_indicator("'", True, False, False)
             self._single_quoted_with_breaks(text, indent)
+            self._close_quote("'")
         else:
-            body = text.replace("'", "''")
-            self.parts.append(body)
-            self.column += len(body)
-        self.write_indicator("'", False, False, False)
+            self._quoted("'", text.replace("'", "''"))
+
+    def _quoted(self, quote: str, body: str) -> None:
+        """A quoted scalar whose (escaped) body holds no line break."""
+        self.write_indicator(quote, True, False, False)
+        self.parts.append(body)
+        self.column += len(body)
+        self._close_quote(quote)
+
+    def _close_quote(self, quote: str) -> None:
+        self.write_indicator(quote, False, False, False)
         self.whitespace = False
         self.indention = False
 
@@ -343,18 +351,12 @@ class _Writer:
                 breaks = False
 
     def double_quoted(self, text: str) -> None:
-        self.write_indicator('"', True, False, False)
         if text[:1] == "\ufeff":
             # yaml.v3 tests for a byte order mark at the start of the whole value, not at
             # each character, so a value that starts with one has every character escaped.
-            body = "".join(_escape(c) for c in text)
+            self._quoted('"', "".join(_escape(c) for c in text))
         else:
-            body = _TO_ESCAPE.sub(_escape_match, text)
-        self.parts.append(body)
-        self.column += len(body)
-        self.write_indicator('"', False, False, False)
-        self.whitespace = False
-        self.indention = False
+            self._quoted('"', _TO_ESCAPE.sub(_escape_match, text))
 
     def literal(self, text: str, indent: int) -> None:
         self.write_indicator("|", True, False, False)
