@@ -40,8 +40,9 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     address = f"--port {port}" + (f" --listen-host {listen_host}" if listen_host != "127.0.0.1" else "")
     if confdir:
         address += f" --confdir {confdir}"
+    command = sys.argv[0] if sys.argv[0].endswith("vcr-proxy") else "vcr-proxy"
     click.echo(f"vcr-proxy ({settings['vcr_mode']}, {settings['vcr_dir']}/) on "
-               f"http://{listen_host}:{port}; in another shell: eval \"$(vcr-proxy env {address})\"  "
+               f"http://{listen_host}:{port}; in another shell: eval \"$({command} env {address})\"  "
                f"(Ctrl-C stops)", err=True)
     try:
         await master.run()
