@@ -45,7 +45,8 @@ def served(proxy: Proxy) -> list[str]:
     return [line for line in proxy.output().splitlines() if "server connect" in line]
 
 
-def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, certificate):
+@pytest.mark.parametrize("mode", ["replay", "once"])
+def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, certificate, mode):
     upstream = Upstream(*certificate).start()
     recorder = Proxy(tmp_path, upstream_ca=certificate[0], vcr_upstream=upstream.url).start()
     try:
@@ -57,7 +58,7 @@ def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, c
     assert tool_arguments(original) == '{"location":"Florence, Italy"}'
 
     # No upstream, no key that works, and openrouter.ai does not resolve here.
-    player = Proxy(tmp_path, vcr_mode="replay").start()
+    player = Proxy(tmp_path, vcr_mode=mode).start()
     try:
         replayed = sdk_stream(player)
     finally:
@@ -91,6 +92,9 @@ def test_every_corpus_interaction_replays_byte_for_byte(tmp_path):
                     expected = expected.encode() if isinstance(expected, str) else expected
                     assert response.status_code == interaction.response.code, (name, response.text[:300])
                     assert response.content == expected, name
+                    for header, values in interaction.response.headers.items():
+                        if header.lower() not in ("content-length", "transfer-encoding"):
+                            assert response.headers.get_list(header) == values, (name, header)
                     checked += 1
     finally:
         proxy.stop()
