@@ -12,6 +12,9 @@ import click
 
 from .cassette import load
 from .devshell import SHELLS, default_confdir, exports, variables
+from .durations import format_duration
+from .filters import credential_findings, redact_cassette
+from .inspection import describe, summarize
 from .errors import CassetteError
 from .persisters.filesystem import write_atomic
 from .serializers.emitter import LAYOUTS, Layout
@@ -71,8 +74,78 @@ def check(paths: tuple[str, ...]) -> None:
             continue
         for note in cassette.ignored:
             problems.append(f"{path}: {note}: Go ignores it and drops it on save; remove it")
+        for finding in credential_findings(cassette):
+            problems.append(f"{path}: {finding}: looks like a credential; run "
+                            f"`vcr-proxy redact {path}`")
     _report(problems)
     sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def redact(paths: tuple[str, ...]) -> None:
+    """Scrub credentials from cassettes: auth headers, cookies, key= parameters and API-key
+    shapes in bodies. Files are rewritten atomically, in Go's bytes and their own layout."""
+    files, problems = cassette_files(paths)
+    for path in files:
+        try:
+            cassette = load(path)
+        except CassetteError as error:
+            problems.append(str(error))
+            continue
+        if redact_cassette(cassette):
+            write_atomic(path, cassette.dumps().encode("utf-8"))
+            click.echo(f"redacted {path}")
+    _report(problems)
+    sys.exit(1 if problems else 0)
+
+
+@main.command("ls")
+@click.argument("folder", default="recordings", type=click.Path())
+def list_cassettes(folder: str) -> None:
+    """A table of the cassettes under FOLDER (default: recordings)."""
+    files, problems = cassette_files((folder,))
+    rows = [("CASSETTE", "INTERACTIONS", "HOSTS", "MODELS", "STREAMED", "DURATION", "TOKENS IN/OUT")]
+    for path in files:
+        try:
+            summary = summarize(load(path))
+        except CassetteError as error:
+            problems.append(str(error))
+            continue
+        rows.append((str(path.relative_to(folder)) if Path(folder).is_dir() else str(path),
+                     str(summary.interactions), ",".join(summary.hosts) or "-",
+                     ",".join(summary.models) or "-", f"{summary.streamed}/{summary.interactions}",
+                     format_duration(summary.duration),
+                     f"{summary.usage.input}/{summary.usage.output}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    _report(problems)
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.argument("cassette", type=click.Path())
+def show(as_json: bool, cassette: str) -> None:
+    """Each interaction of CASSETTE: id, method, URL, status, duration, previews."""
+    import json as json_module
+
+    try:
+        loaded = load(cassette)
+    except CassetteError as error:
+        _report([str(error)])
+        sys.exit(1)
+    described = [describe(i) for i in loaded.interactions]
+    if as_json:
+        click.echo(json_module.dumps({"cassette": cassette, "layout": loaded.layout.name,
+                                      "interactions": described}, ensure_ascii=False, indent=2))
+        return
+    for item in described:
+        click.echo(f"#{item['id']} {item['method']} {item['url']} -> {item['status']} "
+                   f"in {item['duration']}{' (stream)' if item['streamed'] else ''}")
+        click.echo(f"    request:  {item['request'][:100]}")
+        click.echo(f"    response: {item['response'][:100]}")
 
 
 @main.command("fmt")

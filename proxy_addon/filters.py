@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 # Never written, whatever the header policy (compared in lower case).
@@ -62,3 +63,76 @@ def _keep(lower: str, policy: str, minimal: frozenset[str], dropped: frozenset[s
     if policy == "minimal":
         return lower in minimal
     return lower not in dropped
+
+
+# Shapes of the major providers' API keys, as they appear in headers, URLs or bodies.
+KEY_SHAPES = re.compile("|".join((
+    r"sk-or-v1-[0-9a-f]{32,}",  # OpenRouter
+    r"sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{20,}",  # Anthropic
+    r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}",  # OpenAI
+    r"AIza[0-9A-Za-z_-]{35}",  # Google
+    r"xai-[A-Za-z0-9]{40,}",  # xAI
+    r"gsk_[A-Za-z0-9]{40,}",  # Groq
+    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
+)))
+REDACTED = "REDACTED"
+
+
+def _texts(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def credential_findings(cassette) -> list[str]:
+    """Where a cassette holds something that looks like a credential, one note each."""
+    found = []
+    for interaction in cassette.interactions:
+        where = f"interaction #{interaction.id}"
+        for side, message in (("request", interaction.request), ("response", interaction.response)):
+            for field_name in ("headers", "trailer"):
+                for name, values in getattr(message, field_name).items():
+                    if name.lower() in CREDENTIAL_HEADERS:
+                        found.append(f"{where} {side} header {name}")
+                    elif any(KEY_SHAPES.search(v) for v in values):
+                        found.append(f"{where} {side} header {name} holds an API key")
+            if KEY_SHAPES.search(_texts(message.body)):
+                found.append(f"{where} {side} body holds an API key")
+        request = interaction.request
+        if redact_url(request.url) != request.url or KEY_SHAPES.search(request.url):
+            found.append(f"{where} request url has a key parameter")
+        if any(is_credential_param(k) for k in request.form):
+            found.append(f"{where} request form has a key parameter")
+    return found
+
+
+def redact_cassette(cassette) -> bool:
+    """Scrub credentials from `cassette` in place; whether anything changed."""
+    changed = False
+
+    def scrub(text):
+        nonlocal changed
+        if isinstance(text, bytes):
+            return text
+        cleaned = KEY_SHAPES.sub(REDACTED, text)
+        changed |= cleaned != text
+        return cleaned
+
+    for interaction in cassette.interactions:
+        request = interaction.request
+        for message in (request, interaction.response):
+            for field_name in ("headers", "trailer"):
+                header = getattr(message, field_name)
+                for name in list(header):
+                    if name.lower() in CREDENTIAL_HEADERS:
+                        del header[name]
+                        changed = True
+                    else:
+                        header[name] = [scrub(v) for v in header[name]]
+            message.body = scrub(message.body)
+        url = scrub(redact_url(request.url))
+        changed |= url != request.url
+        request.url = url
+        for name in [k for k in request.form if is_credential_param(k)]:
+            del request.form[name]
+            changed = True
+    return changed

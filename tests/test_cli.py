@@ -73,3 +73,67 @@ def test_fmt_never_touches_a_file_that_does_not_load(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"{broken}:")
     assert broken.read_text() == "version: 2\ninteractions: [\n"
+
+
+ANTHROPIC = CORPUS / "seed-dialect" / "TestAnthropicCommon" / "multi_tool_streaming_claude-sonnet-4.yaml"
+LEAKY_KEY = "sk-or-v1-" + "0123456789abcdef" * 4
+
+
+def _leaky(tmp_path):
+    from proxy_addon.cassette import loads
+
+    cassette = loads(SEED.read_bytes())
+    first = cassette.interactions[0]
+    first.request.headers["Authorization"] = [f"Bearer {LEAKY_KEY}"]
+    first.request.url += "?key=AIza" + "A" * 35
+    first.request.body = first.request.body.replace("helpful", LEAKY_KEY)
+    path = tmp_path / "leaky.yaml"
+    path.write_text(cassette.dumps())
+    return path
+
+
+def test_check_fails_on_anything_that_looks_like_a_credential(tmp_path):
+    path = _leaky(tmp_path)
+    result = _cli("check", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any("request header Authorization" in line for line in lines)
+    assert any("request url has a key parameter" in line for line in lines)
+    assert any("request body holds an API key" in line for line in lines)
+    assert all(f"vcr-proxy redact {path}" in line for line in lines)
+
+
+def test_redact_scrubs_credentials_atomically_in_gos_bytes(tmp_path):
+    path = _leaky(tmp_path)
+    result = _cli("redact", str(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == f"redacted {path}"
+    text = path.read_text()
+    assert LEAKY_KEY not in text and "AIza" not in text and "Authorization" not in text
+    assert _cli("check", str(path)).returncode == 0
+    assert _cli("fmt", "--check", str(path)).returncode == 0
+    assert load(path).layout == load(SEED).layout
+
+
+def test_ls_tabulates_hosts_models_streams_time_and_tokens(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "claude.yaml").write_bytes(ANTHROPIC.read_bytes())
+    result = _cli("ls", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["CASSETTE", "INTERACTIONS", "HOSTS", "MODELS", "STREAMED", "DURATION",
+                              "TOKENS", "IN/OUT"]
+    assert row.split() == ["a/claude.yaml", "2", "api.anthropic.com", "claude-sonnet-4-20250514",
+                           "2/2", "2.346392209s", "1202/168"]
+
+
+def test_show_lists_interactions_and_json_for_scripts():
+    import json
+
+    text = _cli("show", str(SEED))
+    assert text.returncode == 0
+    assert text.stdout.startswith("#0 POST https://openrouter.ai/api/v1/chat/completions -> 200 OK "
+                                  "in 10.057092666s (stream)\n")
+    data = json.loads(_cli("show", "--json", str(SEED)).stdout)
+    assert [i["id"] for i in data["interactions"]] == [0, 1]
+    assert data["interactions"][0]["model"] == "moonshotai/kimi-k2-0905"
+    assert data["layout"] == "indent4-compact"
