@@ -26,6 +26,7 @@ from mitmproxy import ctx, exceptions, http  # noqa: E402
 
 from proxy_addon import filters  # noqa: E402
 from proxy_addon.cassette import Interaction  # noqa: E402
+from proxy_addon.control import CONTROL_HOST, ControlError, Session, parse_selection  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, IncomingRequest, Matcher, MatchRules  # noqa: E402
 from proxy_addon.persisters.filesystem import CassetteWriter  # noqa: E402
@@ -85,6 +86,7 @@ class VcrProxy:
         self.decisions: dict[Path, str] = {}  # once: "replay" or "record", per cassette
         self.matcher = Matcher(MatchRules())
         self.speed = 1.0
+        self.session = Session()
         self.server = ReplayServer()
         self.allow_hosts: list[str] = []
 
@@ -167,7 +169,7 @@ class VcrProxy:
         self.paths.clear()
         # Intercept TLS only for recorded hosts: every other host is tunnelled untouched, so
         # its certificates need no trust in mitmproxy's CA. A user's own choice stands.
-        allow = [rf"^(?:{fnmatch.translate(h)[4:-3]})(?::\d+)?$" for h in self.hosts]
+        allow = [rf"^(?:{fnmatch.translate(h)[4:-3]})(?::\d+)?$" for h in self.hosts + [CONTROL_HOST]]
         if options.vcr_mode != "passthrough" and not options.ignore_hosts and (
                 not options.allow_hosts or options.allow_hosts == self.allow_hosts):
             if options.allow_hosts != allow:
@@ -182,8 +184,12 @@ class VcrProxy:
         if options.connection_strategy != "lazy":
             options.connection_strategy = "lazy"
 
+    @property
+    def mode(self) -> str:
+        return self.session.mode or ctx.options.vcr_mode
+
     def records(self, host: str) -> bool:
-        return ctx.options.vcr_mode != "passthrough" and self.host_pattern.match(host.lower()) is not None
+        return self.mode != "passthrough" and self.host_pattern.match(host.lower()) is not None
 
     def cassette_for(self, name: str) -> Path:
         """The checked path of cassette `name`, remembered: requests name the same few."""
@@ -211,16 +217,22 @@ class VcrProxy:
         return writer
 
     def request(self, flow: http.HTTPFlow):
-        if flow.response is not None or not self.records(flow.request.pretty_host):
+        if flow.response is not None:
             return None
-        name = flow.request.headers.pop(CASSETTE_HEADER, None) or ctx.options.vcr_cassette
+        if flow.request.pretty_host == CONTROL_HOST:
+            self.control(flow)
+            return None
+        if not self.records(flow.request.pretty_host):
+            return None
+        name = (flow.request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette
+                or ctx.options.vcr_cassette)
         try:
             path = self.cassette_for(name)
         except ValueError as error:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
         try:
-            result = self._dispatch(flow, path, ctx.options.vcr_mode)
+            result = self._dispatch(flow, path, self.mode)
         except Exception as error:
             self._internal_error(flow, error)
             return None
@@ -304,6 +316,7 @@ class VcrProxy:
                    if name.lower() not in ("content-length", "transfer-encoding")]
         plan = make_plan(interaction, replay.timing_for(interaction), ctx.options.vcr_timing,
                          self.speed, flow.request.timestamp_start, headers)
+        self.session.replayed.append(interaction.id)
         if ctx.options.vcr_log_replays:
             log.info(f"replayed {flow.request.method} {flow.request.pretty_url} -> "
                      f"{response.code} from {replay.path}#{interaction.id}")
@@ -351,8 +364,39 @@ class VcrProxy:
                 detail += (f"; nearest is #{found.id} ({found.request.method} "
                            f"{filters.redact_url(found.request.url)}): " + "; ".join(differences))
         message = f"vcr-proxy: {request}: {detail}"
+        self.session.misses.append(request)
         log.error(message)
         flow.response = error_response(404, message)
+
+    def control(self, flow: http.HTTPFlow) -> None:
+        """Answer a request to the control host (see control.py); it never goes upstream."""
+        path = flow.request.path.split("?", 1)[0].rstrip("/")
+        options = ctx.options
+        if path == "/cassette" and flow.request.method == "POST":
+            try:
+                name, mode = parse_selection(flow.request.raw_content or b"", MODES)
+                cassette_file = self.cassette_for(name)
+            except (ControlError, ValueError) as error:
+                flow.response = error_response(400, f"vcr-proxy control: {error}")
+                return
+            self.session = Session(cassette=name, mode=mode)
+            # A cassette selected again starts over: its once-decision and writer are redone.
+            self.decisions.pop(cassette_file, None)
+            self.writers.pop(cassette_file, None)
+            self.replays.pop(cassette_file, None)
+            report = self.session.report(options.vcr_cassette, options.vcr_mode)
+        elif path == "/eject" and flow.request.method == "POST":
+            report = self.session.report(options.vcr_cassette, options.vcr_mode)
+            self.session = Session()
+        elif path in ("", "/status"):
+            report = self.session.report(options.vcr_cassette, options.vcr_mode)
+            report["dir"] = options.vcr_dir
+        else:
+            flow.response = error_response(404, f"vcr-proxy control: no {flow.request.method} "
+                                                f"{path or '/'}; use POST /cassette, POST /eject "
+                                                "or GET /status")
+            return
+        flow.response = http.Response.make(200, json.dumps(report), {"Content-Type": "application/json"})
 
     def begin(self, flow: http.HTTPFlow, writer: CassetteWriter) -> None:
         flow.metadata["vcr"] = PendingRecording(writer=writer, id=writer.reserve_id(),
@@ -430,6 +474,7 @@ class VcrProxy:
         except (DecodeError, CassetteError, OSError) as error:
             log.error(f"vcr-proxy: not recorded: {flow.request.method} {recording.url}: {error}")
             return
+        self.session.recorded.append(recording.id)
         events = f", {len(timing.events_ms)} events" if streamed else ""
         log.info(f"recorded {flow.request.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
