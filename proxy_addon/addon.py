@@ -87,6 +87,7 @@ class VcrProxy:
         self.matcher = Matcher(MatchRules())
         self.speed = 1.0
         self.session = Session()
+        self.in_flight: set[int] = set()  # id() of recordings whose exchange is not over
         self.server = ReplayServer()
         self.allow_hosts: list[str] = []
 
@@ -202,7 +203,14 @@ class VcrProxy:
         await self.server.start()
 
     async def done(self) -> None:
+        await self.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
         await self.server.stop()
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (up to `timeout`) until no recorded exchange is still in flight."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def writer(self, path: Path, fresh: bool) -> CassetteWriter:
         writer = self.writers.get(path)
@@ -220,8 +228,7 @@ class VcrProxy:
         if flow.response is not None:
             return None
         if flow.request.pretty_host == CONTROL_HOST:
-            self.control(flow)
-            return None
+            return self.control(flow)
         if not self.records(flow.request.pretty_host):
             return None
         name = (flow.request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette
@@ -368,7 +375,14 @@ class VcrProxy:
         log.error(message)
         flow.response = error_response(404, message)
 
-    def control(self, flow: http.HTTPFlow) -> None:
+    async def _eject(self, flow: http.HTTPFlow) -> None:
+        # A client may have read a stream's last event before the proxy saw its end.
+        await self.settle(2.0)
+        report = self.session.report(ctx.options.vcr_cassette, ctx.options.vcr_mode)
+        self.session = Session()
+        flow.response = http.Response.make(200, json.dumps(report), {"Content-Type": "application/json"})
+
+    def control(self, flow: http.HTTPFlow):
         """Answer a request to the control host (see control.py); it never goes upstream."""
         path = flow.request.path.split("?", 1)[0].rstrip("/")
         options = ctx.options
@@ -386,8 +400,7 @@ class VcrProxy:
             self.replays.pop(cassette_file, None)
             report = self.session.report(options.vcr_cassette, options.vcr_mode)
         elif path == "/eject" and flow.request.method == "POST":
-            report = self.session.report(options.vcr_cassette, options.vcr_mode)
-            self.session = Session()
+            return self._eject(flow)
         elif path in ("", "/status"):
             report = self.session.report(options.vcr_cassette, options.vcr_mode)
             report["dir"] = options.vcr_dir
@@ -397,11 +410,13 @@ class VcrProxy:
                                                 "or GET /status")
             return
         flow.response = http.Response.make(200, json.dumps(report), {"Content-Type": "application/json"})
+        return None
 
     def begin(self, flow: http.HTTPFlow, writer: CassetteWriter) -> None:
-        flow.metadata["vcr"] = PendingRecording(writer=writer, id=writer.reserve_id(),
-                                                url=flow.request.pretty_url,
-                                                started=flow.request.timestamp_start)
+        recording = PendingRecording(writer=writer, id=writer.reserve_id(),
+                                     url=flow.request.pretty_url, started=flow.request.timestamp_start)
+        flow.metadata["vcr"] = recording
+        self.in_flight.add(id(recording))
         if ctx.options.vcr_upstream:
             self.reroute(flow, ctx.options.vcr_upstream)
 
@@ -434,12 +449,21 @@ class VcrProxy:
     async def response(self, flow: http.HTTPFlow) -> None:
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
         if recording is not None:
-            await self.save(flow, recording)
+            try:
+                await self.save(flow, recording)
+            finally:
+                self.in_flight.discard(id(recording))
 
     async def error(self, flow: http.HTTPFlow) -> None:
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
         if recording is None:
             return
+        try:
+            await self._failed(flow, recording)
+        finally:
+            self.in_flight.discard(id(recording))
+
+    async def _failed(self, flow: http.HTTPFlow, recording: PendingRecording) -> None:
         if recording.streamed and (recording.ended is not None or
                                    stream_is_finished(b"".join(recording.chunks))):
             # The answer is whole: the client hung up as it ended (SDKs close a stream once
