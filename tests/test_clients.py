@@ -27,6 +27,28 @@ def go_client(tmp_path_factory):
     return build / "go_client"
 
 
+NODE_CLIENT = """
+import { ProxyAgent, setGlobalDispatcher, fetch } from "undici";
+
+// undici does not read HTTPS_PROXY by itself; the CA comes from NODE_EXTRA_CA_CERTS.
+setGlobalDispatcher(new ProxyAgent(process.env.HTTPS_PROXY));
+const [url, body] = process.argv.slice(2);
+const response = await fetch(url, {method: "POST", body, headers: {"content-type": "application/json"}});
+process.stdout.write(`${response.status}\\n${await response.text()}`);
+"""
+
+
+@pytest.fixture(scope="module")
+def node_client(tmp_path_factory):
+    """Node 20 with undici's ProxyAgent, installed from the npm registry."""
+    folder = tmp_path_factory.mktemp("node_client")
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
+                    "undici@6"], check=True, timeout=300, capture_output=True)
+    script = folder / "client.mjs"
+    script.write_text(NODE_CLIENT)
+    return script
+
+
 def in_env_shell(proxy: Proxy, command: str) -> subprocess.CompletedProcess:
     """Run `command` in a bash whose only set-up is `eval "$(vcr-proxy env ...)"`."""
     launcher = f"{sys.executable} {ROOT / 'scripts' / 'vcr-proxy'}"
@@ -38,7 +60,7 @@ def in_env_shell(proxy: Proxy, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean)
 
 
-def clients(go_client) -> dict[str, str]:
+def clients(go_client, node_client) -> dict[str, str]:
     python = (f"{sys.executable} -c 'import httpx, sys; r = httpx.post(sys.argv[1], content=sys.argv[2], "
               f"headers={{\"Content-Type\": \"application/json\", \"Authorization\": \"Bearer {TEST_KEY}\"}}); "
               "print(r.status_code); print(r.text, end=\"\")'")
@@ -50,17 +72,18 @@ def clients(go_client) -> dict[str, str]:
                 f"-d '{BODY}' {CHAT}",
         "curl-stream": f"curl -sS -N -H 'Content-Type: application/json' -d '{STREAM_BODY}' {CHAT}",
         "go": f"{go_client} {CHAT} '{BODY}'",
+        "node": f"node {node_client} {CHAT} '{BODY}'",
         "httpx": f"{python} {CHAT} '{BODY}'",
     }
 
 
-def test_clients_record_then_replay_offline_with_the_same_output(tmp_path, go_client):
+def test_clients_record_then_replay_offline_with_the_same_output(tmp_path, go_client, node_client):
     cert, key = make_certificate(tmp_path)
     upstream = Upstream(cert, key).start()
     recorder = Proxy(tmp_path, upstream_ca=cert, vcr_upstream=upstream.url).start()
     outputs = {}
     try:
-        for name, command in clients(go_client).items():
+        for name, command in clients(go_client, node_client).items():
             result = in_env_shell(recorder, command)
             assert result.returncode == 0, (name, result.stderr)
             outputs[name] = result.stdout
@@ -69,11 +92,12 @@ def test_clients_record_then_replay_offline_with_the_same_output(tmp_path, go_cl
         recorder.stop()
         upstream.stop()
     assert '"gen-test-2"' in outputs["curl"] and outputs["go"].startswith("200 OK\n")
+    assert outputs["node"].startswith("200\n")
     assert outputs["curl-stream"].endswith("data: [DONE]\n\n")
 
     player = Proxy(tmp_path, vcr_mode="replay").start()
     try:
-        for name, command in clients(go_client).items():
+        for name, command in clients(go_client, node_client).items():
             result = in_env_shell(player, command)
             assert result.returncode == 0, (name, result.stderr, player.output()[-2000:])
             assert result.stdout == outputs[name], name

@@ -300,3 +300,38 @@ def test_duration_timing_waits_the_recorded_time_to_headers(tmp_path):
     assert response.json() == {"slow": True}
     assert response.headers["content-length"] == str(len(b'{"slow": true}'))
     assert took >= 0.6 * 0.9
+
+
+def anthropic_calls(proxy: Proxy, monkeypatch) -> list:
+    import anthropic
+
+    # The SDK's own HTTP client, configured by the environment alone.
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(proxy.ca))
+    client = anthropic.Anthropic(api_key="sk-ant-api03-" + "k" * 40, max_retries=0)
+    message = client.messages.create(model="claude-sonnet-4-20250514", max_tokens=64,
+                                     messages=[{"role": "user", "content": "Say hi in Italian"}])
+    with client.messages.stream(model="claude-sonnet-4-20250514", max_tokens=64,
+                                messages=[{"role": "user", "content": "Say hi in Italian"}]) as stream:
+        events = [event.model_dump() for event in stream]
+        final = stream.get_final_message().model_dump()
+    return [message.model_dump(), events, final]
+
+
+def test_anthropic_sdk_records_then_replays_offline(tmp_path, certificate, monkeypatch):
+    upstream = Upstream(*certificate).start()
+    recorder = Proxy(tmp_path, upstream_ca=certificate[0], vcr_upstream=upstream.url).start()
+    try:
+        original = anthropic_calls(recorder, monkeypatch)
+        recorded(recorder.cassettes / "default.yaml", 2)
+    finally:
+        recorder.stop()
+        upstream.stop()
+    assert original[0]["content"][0]["text"] == "Ciao! 👋"
+    assert original[2]["content"][0]["text"] == "Ciao! 👋"
+    player = Proxy(tmp_path, vcr_mode="replay").start()
+    try:
+        assert anthropic_calls(player, monkeypatch) == original
+    finally:
+        player.stop()
+    assert "sk-ant-api03" not in (tmp_path / "cassettes" / "default.yaml").read_text()

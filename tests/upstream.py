@@ -76,6 +76,33 @@ TOOL_STREAM = [
     b"data: [DONE]\n\n",
 ]
 
+ANTHROPIC_MESSAGE = {
+    "id": "msg_test_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+    "content": [{"type": "text", "text": "Ciao! 👋"}], "stop_reason": "end_turn",
+    "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 6},
+}
+
+
+def anthropic_event(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+ANTHROPIC_STREAM = [
+    anthropic_event("message_start", {"type": "message_start", "message": {
+        **ANTHROPIC_MESSAGE, "content": [], "stop_reason": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+    anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                            "content_block": {"type": "text", "text": ""}}),
+    anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": "Ciao"}}),
+    anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": "! 👋"}}),
+    anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    anthropic_event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                      "stop_sequence": None}, "usage": {"output_tokens": 6}}),
+    anthropic_event("message_stop", {"type": "message_stop"}),
+]
+
 COMPLETION = {
     "id": "gen-test-2", "object": "chat.completion", "created": 1758698524,
     "model": "moonshotai/kimi-k2-0905",
@@ -155,6 +182,12 @@ class Upstream:
                 await self._stream(send, TOOL_STREAM, gated=request.get("gated", False))
             else:
                 await self._json(send, 200, COMPLETION)
+        elif path == "/v1/messages":
+            request = json.loads(body or b"{}")
+            if request.get("stream"):
+                await self._stream(send, ANTHROPIC_STREAM)
+            else:
+                await self._json(send, 200, ANTHROPIC_MESSAGE)
         elif path == "/gzip":
             data = gzip.compress(json.dumps(COMPLETION).encode())
             await send({"type": "http.response.start", "status": 200, "headers": [
