@@ -88,6 +88,7 @@ class VcrProxy:
         self.speed = 1.0
         self.session = Session()
         self.in_flight: set[int] = set()  # id() of recordings whose exchange is not over
+        self.loopback_forced = False
         self.server = ReplayServer()
         self.allow_hosts: list[str] = []
 
@@ -180,6 +181,10 @@ class VcrProxy:
             self.writers.clear()
             self.replays.clear()
             self.decisions.clear()
+        # Listen on loopback unless told otherwise (mitmproxy's own default is every interface).
+        if not options.listen_host:
+            options.listen_host = "127.0.0.1"
+            self.loopback_forced = True
         # Connect upstream only when a request needs it: a rerouted or offline host must not
         # be dialled just because a client opened a tunnel to it.
         if options.connection_strategy != "lazy":
@@ -201,6 +206,21 @@ class VcrProxy:
 
     async def running(self) -> None:
         await self.server.start()
+        if self.loopback_forced:
+            await self._rebind_to_loopback()
+
+    @staticmethod
+    async def _rebind_to_loopback() -> None:
+        # mitmdump loads scripts while it brings its servers up, so they may already listen on
+        # every interface by the time configure() set listen_host: start them again.
+        from mitmproxy.proxy import mode_specs
+
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is None or not any(address[0] in ("", "0.0.0.0", "::")
+                                          for address in proxyserver.listen_addrs()):
+            return
+        await proxyserver.servers.update([])
+        await proxyserver.servers.update([mode_specs.ProxyMode.parse(m) for m in ctx.options.mode])
 
     async def done(self) -> None:
         await self.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved

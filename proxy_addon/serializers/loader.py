@@ -63,6 +63,8 @@ def load_text(text: str | bytes, name: str) -> Cassette:
     except yaml.YAMLError as error:
         detail = " ".join(str(error).split())
         raise CassetteError(name, f"not valid YAML: {detail}; fix the file or re-record it") from None
+    except RecursionError:
+        raise CassetteError(name, "not valid YAML: nested too deeply to be a cassette") from None
     cassette = _Decoder(name).cassette(root)
     cassette.layout = detect_layout(data) or DEFAULT_LAYOUT
     return cassette

@@ -1,0 +1,60 @@
+"""kill -9 at random moments while recording: every cassette loads and keeps every
+interaction whose response a client had received in full before the kill."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+from proxy_addon.cassette import load
+
+from ..proxy import Proxy
+from ..test_record import CHAT
+from ..upstream import Upstream, make_certificate
+
+KILLS = 20
+
+
+def test_kill_9_at_random_moments(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    upstream = Upstream(cert, key, event_delay=0.005).start()
+    rng = random.Random(9)
+    completed: list[int] = []
+    try:
+        for round_number in range(KILLS):
+            proxy = Proxy(tmp_path, upstream_ca=cert, vcr_upstream=upstream.url,
+                          vcr_mode="new-episodes").start()
+            stop = threading.Event()
+            counter = iter(range(round_number * 100000, (round_number + 1) * 100000))
+            lock = threading.Lock()
+
+            def client_loop(streamed: bool):
+                with proxy.client() as client:
+                    while not stop.is_set():
+                        with lock:
+                            n = next(counter)
+                        try:
+                            response = client.post(CHAT, json={"n": n, "stream": streamed})
+                            if not streamed and response.status_code == 200:
+                                completed.append(n)  # the proxy saved it before answering
+                        except Exception:
+                            return
+
+            threads = [threading.Thread(target=client_loop, args=(i % 2 == 0,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(rng.uniform(0.05, 0.6))
+            proxy.kill()
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+            proxy.log.close()
+            cassette = load(tmp_path / "cassettes" / "default.yaml")
+            assert (tmp_path / "cassettes" / "default.yaml").read_text() == cassette.dumps()
+        saved = {json.loads(i.request.body)["n"] for i in cassette.interactions}
+        assert set(completed) <= saved
+        assert len(completed) > KILLS
+    finally:
+        upstream.stop()
