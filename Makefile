@@ -16,9 +16,7 @@ test: $(BIN)/.installed go-oracle-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/format.py
-	$(BIN)/python bench/record.py
-	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/run_all.py
 
 venv: $(BIN)/.installed
 

@@ -19,6 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.results import report  # noqa: E402
 from proxy_addon.cassette import loads  # noqa: E402
 
 CORPUS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -68,6 +69,9 @@ def main() -> None:
     print(f"{'':24}{'ours':>10}{'PyYAML C':>12}{'ratio':>9}  goal")
     print(f"{'emit (MB/s)':24}{mb / t_dump:10.1f}{mb / t_cdump:12.1f}{t_cdump / t_dump:8.2f}x  "
           f">= 1.0x CDumper throughput")
+    report("emitter throughput vs PyYAML CDumper", f"{t_cdump / t_dump:.2f}x", ">= 1.0x",
+           t_cdump / t_dump >= 1.0)
+    report("load time vs PyYAML CSafeLoader", f"{t_load / t_cload:.2f}x", "<= 1.2x", t_load / t_cload <= 1.2)
     print(f"{'load (ms, whole corpus)':24}{t_load * 1e3:10.1f}{t_cload * 1e3:12.1f}{t_load / t_cload:8.2f}x  "
           f"<= 1.2x CSafeLoader time")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.results import report  # noqa: E402
 from proxy_addon.cassette import Cassette, Interaction, Request, Response  # noqa: E402
 from proxy_addon.persisters.filesystem import CassetteWriter  # noqa: E402
 from proxy_addon.serializers.emitter import DEFAULT_LAYOUT  # noqa: E402
@@ -82,6 +83,9 @@ def stream_latency(folder: Path) -> None:
     p50 = (percentile(rec_delays, 0.5) - percentile(bare_delays, 0.5)) * 1e3
     p99 = (percentile(rec_delays, 0.99) - percentile(bare_delays, 0.99)) * 1e3
     ttfb = statistics.median(rec_ttfb) / statistics.median(bare_ttfb)
+    report("record: added latency per event, p50", f"{p50:+.3f} ms", "<= 0.3 ms", p50 <= 0.3)
+    report("record: added latency per event, p99", f"{p99:+.3f} ms", "-", None)
+    report("record: time to first byte vs bare mitmdump", f"{ttfb:.2f}x", "<= 1.05x", ttfb <= 1.05)
     print(f"stream: {ROUNDS} x {EVENTS} SSE events, 1 ms apart, bare mitmdump vs recording addon")
     print(f"  per-event delay p50: bare {percentile(bare_delays, 0.5) * 1e3:.3f} ms, "
           f"recording {percentile(rec_delays, 0.5) * 1e3:.3f} ms -> added {p50:+.3f} ms "
@@ -123,6 +127,7 @@ def save_cost(folder: Path) -> None:
         later.append(time.perf_counter() - started)
     size = big.stat().st_size / 1e6
     ratio = statistics.median(later) / statistics.median(first)
+    report("record: save interaction 1000 vs interaction 1", f"{ratio:.2f}x", "<= 2x", ratio <= 2)
     print(f"save: interaction 1 of a new cassette {statistics.median(first) * 1e3:.2f} ms; "
           f"interaction 1000+ of a {size:.1f} MB cassette {statistics.median(later) * 1e3:.2f} ms "
           f"-> {ratio:.2f}x (goal <= 2x; medians of {samples})")

@@ -25,6 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.results import report  # noqa: E402
 from proxy_addon.cassette import Cassette, Interaction, Request, Response  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
 
@@ -109,6 +110,8 @@ def first_byte(folder: Path) -> None:
                             timings.append(time.monotonic() - started)
     finally:
         proxy.stop()
+    report("replay: first byte from a 10 MB cassette, cold / warm",
+           f"{timings[0] * 1e3:.0f} ms / {timings[1] * 1e3:.1f} ms", "-", None)
     print(f"first byte from a {path.stat().st_size / 1e6:.1f} MB cassette: cold {timings[0] * 1e3:.0f} ms "
           f"(loads the cassette), warm {timings[1] * 1e3:.1f} ms")
 
@@ -141,6 +144,12 @@ def main() -> None:
         print(f"replay throughput, {CONCURRENCY} keep-alive HTTPS connections, best of 2 x {SECONDS:.0f} s:")
         for label, rate in rates.items():
             print(f"  {label:26} {rate:8.0f} req/s")
+        versus_replay = ours / rates["mitmproxy server_replay"]
+        versus_constant = ours / rates["constant-response addon"]
+        report("replay: req/s vs mitmproxy server_replay", f"{versus_replay:.2f}x", ">= 1.5x",
+               versus_replay >= 1.5)
+        report("replay: req/s vs constant-response addon", f"{versus_constant:.2f}x", ">= 0.9x",
+               versus_constant >= 0.9)
         print(f"  vcr-proxy / server_replay  {ours / rates['mitmproxy server_replay']:8.2f}x (goal >= 1.5x)")
         print(f"  vcr-proxy / constant addon {ours / rates['constant-response addon']:8.2f}x (goal >= 0.9x)")
         first_byte(folder)

@@ -500,6 +500,7 @@ class VcrProxy:
         response = flow.response
         streamed = recording.streamed
         body = b"".join(recording.chunks) if streamed else (response.raw_content or b"")
+        recording.chunks = []  # the joined copy is all that is needed from here on
         ended = recording.ended if streamed else (response.timestamp_end or time.time())
         exchange = Exchange(
             method=flow.request.method, url=recording.url,

@@ -146,7 +146,9 @@ def dump_interaction(interaction: Interaction, layout: Layout) -> str:
     document = dump_document(Fields((("interactions", [interaction.to_node(), 0]),)), layout)
     start = document.index("\n", len("---\ninteractions:")) + 1
     end = document.rindex("\n", 0, len(document) - 1) + 1
-    return document[start:end]
+    item = document[start:end]
+    del document  # a long body: do not hold it twice
+    return item
 
 
 def load(path: str | Path) -> Cassette:

@@ -58,3 +58,15 @@ def test_an_appended_interaction_is_the_tail_of_the_whole_file(layout):
     whole = Cassette(interactions=[first, second]).dumps(layout)
     head = Cassette(interactions=[first]).dumps(layout)
     assert whole == head + dump_interaction(second, layout)
+
+
+def test_huge_literal_bodies_take_the_low_memory_path_with_the_same_bytes(monkeypatch):
+    import proxy_addon.serializers.emitter as emitter
+
+    body = "data: {\"n\": 1}\n\n  indented\n\n\nlast" * 40000
+    cassette = Cassette(interactions=[Interaction(request=Request(url="u"), response=Response(body=body))])
+    monkeypatch.setattr(emitter, "_BIG", 1 << 40)
+    line_by_line = cassette.dumps()
+    monkeypatch.setattr(emitter, "_BIG", 16)
+    assert cassette.dumps() == line_by_line
+    assert loads(line_by_line) == cassette

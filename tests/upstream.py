@@ -205,9 +205,10 @@ class Upstream:
             await asyncio.sleep(5)
             await send({"type": "http.response.body", "body": b"data: 2\n\n"})
         elif path == "/events":
-            count = int(dict(p.split("=") for p in scope["query_string"].decode().split("&") if p)
-                        .get("n", 5))
-            events = [f"data: {{\"n\": {n}}}\n\n".encode() for n in range(count)]
+            query = dict(p.split("=") for p in scope["query_string"].decode().split("&") if p)
+            pad = "x" * int(query.get("pad", 0))
+            events = [f"data: {{\"n\": {n}, \"pad\": \"{pad}\"}}\n\n".encode()
+                      for n in range(int(query.get("n", 5)))]
             await self._stream(send, events)
         elif path == "/drop":
             await send({"type": "http.response.start", "status": 200,

@@ -48,6 +48,9 @@ LAYOUTS = {layout.name: layout for layout in (INDENT4, INDENT4_COMPACT, INDENT2_
 DEFAULT_LAYOUT = INDENT4_COMPACT
 
 _BREAKS = "\r\n\x85\u2028\u2029"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_LINE_START = re.compile("^(?=[^\n])", re.MULTILINE)
+_BIG = 1 << 20
 # Anything that is not a printable character to yaml.v3, plus tab and the line breaks: a string
 # without any of these needs no escaping and no multi-line handling.
 _UNUSUAL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\U00010000-\U0010ffff]")
@@ -110,11 +113,8 @@ def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             tag, value = _BINARY_TAG, _go_base64(value)
-    else:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: not a valid Go string either
-            tag, value = _BINARY_TAG, _go_base64(value.encode("utf-8", "surrogatepass"))
+    elif _SURROGATES.search(value):  # lone surrogates: not a valid Go string either
+        tag, value = _BINARY_TAG, _go_base64(value.encode("utf-8", "surrogatepass"))
     if "\n" in value:
         requested = LITERAL
     elif tag or plain_is_string(value):
@@ -370,18 +370,23 @@ class _Writer:
         if "\u2028" in text or "\u2029" in text:
             self._literal_with_breaks(text, indent)
             return
+        # Every line that has text gets the block's indentation; empty lines stay empty.
         pad = " " * indent
-        lines = text.split("\n")
-        parts = self.parts
-        if lines[0]:
-            parts.append("\n")
-        for number, line in enumerate(lines):
-            if number:
+        if len(text) < _BIG:
+            lines = text.split("\n")
+            parts = self.parts
+            if lines[0]:
                 parts.append("\n")
-            if line:
-                parts.append(pad)
-                parts.append(line)
-        last = lines[-1]
+            for number, line in enumerate(lines):
+                if number:
+                    parts.append("\n")
+                if line:
+                    parts.append(pad)
+                    parts.append(line)
+        else:  # one substitution, not a list of lines and pieces: less memory, more time
+            indented = _LINE_START.sub(pad, text)
+            self.parts.append(indented if text[0] == "\n" else "\n" + indented)
+        last = text[text.rfind("\n") + 1:]
         if last:
             self.column = indent + len(last)
             self.indention = False
@@ -414,4 +419,4 @@ def dump_document(root, layout: Layout = DEFAULT_LAYOUT) -> str:
     writer = _Writer(layout)
     writer.node(root, -1, in_sequence=False, mapping_context=False)
     writer.write_indent(0)
-    return "---\n" + "".join(writer.parts)
+    return "".join(["---\n", *writer.parts])
