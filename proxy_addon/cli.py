@@ -39,6 +39,18 @@ def cassette_files(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
+def loaded_cassettes(paths: tuple[str, ...], problems: list[str]):
+    """(path, cassette) for each cassette named by `paths` that loads; the others' one-line
+    errors go to `problems`."""
+    files, missing = cassette_files(paths)
+    problems.extend(missing)
+    for path in files:
+        try:
+            yield path, load(path)
+        except CassetteError as error:
+            problems.append(str(error))
+
+
 def parse_layout(value: str | None) -> Layout | None:
     if value is None:
         return None
@@ -65,13 +77,8 @@ def check(paths: tuple[str, ...]) -> None:
 
     Prints one line per bad file and exits 1 if there is any.
     """
-    files, problems = cassette_files(paths)
-    for path in files:
-        try:
-            cassette = load(path)
-        except CassetteError as error:
-            problems.append(str(error))
-            continue
+    problems: list[str] = []
+    for path, cassette in loaded_cassettes(paths, problems):
         for note in cassette.ignored:
             problems.append(f"{path}: {note}: Go ignores it and drops it on save; remove it")
         for finding in credential_findings(cassette):
@@ -86,13 +93,8 @@ def check(paths: tuple[str, ...]) -> None:
 def redact(paths: tuple[str, ...]) -> None:
     """Scrub credentials from cassettes: auth headers, cookies, key= parameters and API-key
     shapes in bodies. Files are rewritten atomically, in Go's bytes and their own layout."""
-    files, problems = cassette_files(paths)
-    for path in files:
-        try:
-            cassette = load(path)
-        except CassetteError as error:
-            problems.append(str(error))
-            continue
+    problems: list[str] = []
+    for path, cassette in loaded_cassettes(paths, problems):
         if redact_cassette(cassette):
             write_atomic(path, cassette.dumps().encode("utf-8"))
             click.echo(f"redacted {path}")
@@ -104,14 +106,10 @@ def redact(paths: tuple[str, ...]) -> None:
 @click.argument("folder", default="recordings", type=click.Path())
 def list_cassettes(folder: str) -> None:
     """A table of the cassettes under FOLDER (default: recordings)."""
-    files, problems = cassette_files((folder,))
+    problems: list[str] = []
     rows = [("CASSETTE", "INTERACTIONS", "HOSTS", "MODELS", "STREAMED", "DURATION", "TOKENS IN/OUT")]
-    for path in files:
-        try:
-            summary = summarize(load(path))
-        except CassetteError as error:
-            problems.append(str(error))
-            continue
+    for path, cassette in loaded_cassettes((folder,), problems):
+        summary = summarize(cassette)
         rows.append((str(path.relative_to(folder)) if Path(folder).is_dir() else str(path),
                      str(summary.interactions), ",".join(summary.hosts) or "-",
                      ",".join(summary.models) or "-", f"{summary.streamed}/{summary.interactions}",
@@ -161,15 +159,10 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
     atomically; a file that does not load is reported and left alone.
     """
     target = parse_layout(layout)
-    files, problems = cassette_files(paths)
+    problems: list[str] = []
     changed = []
-    for path in files:
-        try:
-            cassette = load(path)
-            original = path.read_bytes()
-        except CassetteError as error:
-            problems.append(str(error))
-            continue
+    for path, cassette in loaded_cassettes(paths, problems):
+        original = path.read_bytes()
         formatted = cassette.dumps(target).encode("utf-8")
         if formatted == original:
             continue
