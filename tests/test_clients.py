@@ -66,7 +66,12 @@ def clients(go_client, node_client) -> dict[str, str]:
               "print(r.status_code); print(r.text, end=\"\")'")
     requests = (f"{sys.executable} -c 'import requests, sys; r = requests.post(sys.argv[1], data=sys.argv[2], "
                 "headers={\"Content-Type\": \"application/json\"}); print(r.status_code); print(r.text, end=\"\")'")
+    sdk = ROOT / "tests" / "sdk_client.py"
     return {
+        "openai": f"{sys.executable} {sdk} openai",
+        "openai-stream": f"{sys.executable} {sdk} openai-stream",
+        "anthropic": f"{sys.executable} {sdk} anthropic",
+        "anthropic-stream": f"{sys.executable} {sdk} anthropic-stream",
         "requests": f"{requests} {CHAT} '{BODY}'",
         "curl": f"curl -sS -H 'Authorization: Bearer {TEST_KEY}' -H 'Content-Type: application/json' "
                 f"-d '{BODY}' {CHAT}",
@@ -121,3 +126,11 @@ def test_env_prints_every_variable_for_each_shell(tmp_path):
     powershell = subprocess.run(launcher + ["--shell", "powershell"], capture_output=True, text=True,
                                 check=True).stdout
     assert "$env:HTTPS_PROXY = 'http://127.0.0.1:9999'" in powershell
+
+
+def test_shell_starts_a_subshell_with_the_variables_set(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "shell", "--port", "9998",
+                             "--confdir", str(tmp_path)], input='echo "$HTTPS_PROXY $SSL_CERT_FILE"; exit\n',
+                            capture_output=True, text=True, timeout=30, env=dict(os.environ, SHELL="/bin/bash"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://127.0.0.1:9998", str(tmp_path / "vcr-proxy-ca-bundle.pem")]
