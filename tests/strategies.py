@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from hypothesis import strategies as st
@@ -58,18 +59,22 @@ invalid_utf8 = st.builds(lambda a, b: a.encode("utf-8") + b"\xff\xfe" + b,
 bodies = st.one_of(strings, invalid_utf8)
 readable_bodies = st.one_of(readable_strings, invalid_utf8)
 
-def _same_in_old_unicode(text: str) -> bool:
+def _go_orders_it(text: str) -> bool:
     # Go sorts map keys with unicode.IsLetter/IsDigit from its own Unicode tables (13.0 in
     # Go 1.19), Python with 15.0 or newer. Characters assigned since Unicode 3.2 may sort
     # differently between versions, so keys keep to those whose category has not changed.
-    return all(unicodedata.ucd_3_2_0.category(c) == unicodedata.category(c) for c in text)
+    # And a run of 19 or more digits overflows Go's int64 while comparing, which makes its
+    # order depend on the map's random iteration order: Go itself writes such maps
+    # differently from run to run.
+    return (all(unicodedata.ucd_3_2_0.category(c) == unicodedata.category(c) for c in text)
+            and not re.search(r"\d{19,}", text))
 
 
 header_names = st.one_of(
     st.sampled_from(["Content-Type", "Accept", "User-Agent", "X-Ratelimit-Limit-Requests",
                      "Openai-Processing-Ms", "X-1", "X-10", "X-9", "X-09", "a1b", "a10", "a1-",
                      "A", "a", "Z", "_", "-", "0", "00", "1", "é", "Ö", "x" * 140]),
-    tricky_text.filter(_same_in_old_unicode),
+    tricky_text.filter(_go_orders_it),
 )
 def header_maps(values=strings):
     return st.dictionaries(header_names, st.lists(values, max_size=3), max_size=6)
