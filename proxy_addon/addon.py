@@ -376,7 +376,9 @@ class VcrProxy:
     def miss(self, flow: http.HTTPFlow, replay: ReplayCassette, incoming: IncomingRequest,
              matched: int) -> None:
         request = f"{incoming.method} {filters.redact_url(incoming.url)}"
-        if replay.cassette is None:
+        if replay.cassette is None and replay.error is not None:
+            detail = f"cassette {replay.error}"
+        elif replay.cassette is None:
             detail = (f"cassette {replay.path} does not exist; record it with vcr_mode=once or "
                       "record")
         elif matched:

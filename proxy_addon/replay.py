@@ -41,6 +41,7 @@ class ReplayCassette:
         self.indexed_by: Matcher | None = None
         self.stamp: tuple | None = None
         self.failed_stamp: tuple | None = None
+        self.error: CassetteError | None = None  # why the file on disk does not load
 
     def _stamp(self) -> tuple | None:
         try:
@@ -64,11 +65,11 @@ class ReplayCassette:
         try:
             cassette = load(self.path)
         except CassetteError as error:
-            self.failed_stamp = stamp
+            self.failed_stamp, self.error = stamp, error
             still = "; still serving the previous contents" if self.cassette else ""
             log.error(f"vcr-proxy: {error}{still}")
             return
-        self.cassette, self.stamp, self.failed_stamp = cassette, stamp, None
+        self.cassette, self.stamp, self.failed_stamp, self.error = cassette, stamp, None, None
         self.index = None
         self.timings = read_sidecar(sidecar_path(self.path))
         self.used &= {i.id for i in cassette.interactions}

@@ -69,3 +69,34 @@ def test_mutated_cassettes_get_one_line_each_and_are_never_overwritten(tmp_path)
         assert all(line.startswith(str(tmp_path)) for line in result.stderr.splitlines()), command
     for path in broken:
         assert path.read_bytes() == originals[path], path
+
+
+def test_the_proxy_answers_a_broken_cassette_with_its_one_line_error(tmp_path):
+    from ..proxy import Proxy
+
+    rng = random.Random(7)
+    sources = [path.read_bytes() for path in corpus_files()]
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    broken = []
+    while len(broken) < 100:
+        path = folder / f"b{len(broken):03}.yaml"
+        path.write_bytes(mutate(rng.choice(sources), rng))
+        try:
+            load(path)
+            path.unlink()
+        except CassetteError as error:
+            broken.append((path, path.read_bytes(), str(error)))
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_hosts="*").start()
+    try:
+        with proxy.client() as client:
+            for path, _, error in broken:
+                response = client.post("https://openrouter.ai/api/v1/chat/completions", content=b"{}",
+                                       headers={"X-Vcr-Cassette": path.name})
+                assert response.status_code == 404
+                message = response.json()["error"]["message"]
+                assert error in message and "\n" not in message
+    finally:
+        proxy.stop()
+    assert "Traceback" not in proxy.output()
+    assert all(path.read_bytes() == data for path, data, _ in broken)
