@@ -4,7 +4,8 @@
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
-# The Go oracle (tests/go_oracle) needs Go and Debian's yaml.v3 source.
+# The tests need Go and Debian's yaml.v3 source (the Go oracle, a Go client), curl, and Node
+# with npm (an undici client); run as root, `make test` installs what is missing.
 GO_YAML := /usr/share/gocode/src/gopkg.in/yaml.v3/yaml.go
 
 .PHONY: run test bench venv go-oracle-deps clean
@@ -29,13 +30,17 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 go-oracle-deps:
-	@if ! command -v go >/dev/null 2>&1 || [ ! -f $(GO_YAML) ]; then \
+	@missing=""; \
+	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	[ -f $(GO_YAML) ] || missing="$$missing golang-gopkg-yaml.v3-dev"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing golang-go and golang-gopkg-yaml.v3-dev for the Go oracle"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				golang-go golang-gopkg-yaml.v3-dev >/dev/null; \
+			echo "installing$$missing for the tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "make test needs Go's YAML encoder: sudo apt-get install golang-go golang-gopkg-yaml.v3-dev" >&2; \
+			echo "make test needs:$$missing (sudo apt-get install$$missing)" >&2; \
 			exit 1; \
 		fi; \
 	fi
