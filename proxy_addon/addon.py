@@ -49,10 +49,14 @@ DEFAULT_HOSTS = ",".join((
 CASSETTE_HEADER = "X-Vcr-Cassette"
 
 
+def json_response(status: int, payload: dict) -> http.Response:
+    return http.Response.make(status, json.dumps(payload), {"Content-Type": "application/json"})
+
+
 def error_response(status: int, message: str) -> http.Response:
     """An error in the OpenAI shape, so an SDK's exception shows the message."""
-    body = json.dumps({"error": {"message": message, "type": "vcr_proxy_error", "code": status}})
-    return http.Response.make(status, body, {"Content-Type": "application/json"})
+    return json_response(status, {"error": {"message": message, "type": "vcr_proxy_error",
+                                            "code": status}})
 
 
 def cassette_path(folder: Path, name: str) -> Path:
@@ -402,7 +406,7 @@ class VcrProxy:
         await self.settle(2.0)
         report = self.session.report(ctx.options.vcr_cassette, ctx.options.vcr_mode)
         self.session = Session()
-        flow.response = http.Response.make(200, json.dumps(report), {"Content-Type": "application/json"})
+        flow.response = json_response(200, report)
 
     def control(self, flow: http.HTTPFlow):
         """Answer a request to the control host (see control.py); it never goes upstream."""
@@ -431,7 +435,7 @@ class VcrProxy:
                                                 f"{path or '/'}; use POST /cassette, POST /eject "
                                                 "or GET /status")
             return
-        flow.response = http.Response.make(200, json.dumps(report), {"Content-Type": "application/json"})
+        flow.response = json_response(200, report)
         return None
 
     def begin(self, flow: http.HTTPFlow, writer: CassetteWriter) -> None:

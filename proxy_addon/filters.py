@@ -26,6 +26,7 @@ HEADER_POLICIES = ("minimal", "all")
 MINIMAL_REQUEST_HEADERS = frozenset(("accept", "content-type", "user-agent"))
 MINIMAL_RESPONSE_HEADERS = frozenset(("content-type",))
 
+
 def is_credential_param(name: str) -> bool:
     return name.lower() in CREDENTIAL_PARAMS
 

@@ -81,40 +81,14 @@ class DecodeError(ValueError):
     pass
 
 
-def decode_body(body: bytes, encoding: str) -> bytes:
-    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding."""
-    for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
-        try:
-            if coding in ("gzip", "x-gzip"):
-                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-            elif coding == "deflate":
-                try:
-                    body = zlib.decompress(body)
-                except zlib.error:
-                    body = zlib.decompress(body, -zlib.MAX_WBITS)
-            elif coding == "br":
-                import brotli
-
-                body = brotli.decompress(body)
-            elif coding == "zstd":
-                import zstandard
-
-                body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-            elif coding != "identity":
-                raise DecodeError(f"unknown Content-Encoding {coding!r}")
-        except DecodeError:
-            raise
-        except Exception as error:  # each library has its own error type
-            raise DecodeError(f"cannot decode {coding} body: {error}") from None
-    return body
-
-
-def _stream_decoder(coding: str):
-    """An incremental decoder for one content coding, or None."""
+def _decompressor(coding: str, head: bytes):
+    """An incremental decoder for one content coding (`head`: the body's first bytes, which
+    tell zlib-wrapped deflate from raw), None for identity; DecodeError if unknown."""
     if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-    if coding == "deflate":
-        return zlib.decompressobj().decompress
+    if coding == "deflate":  # servers send both zlib-wrapped and raw deflate
+        wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and int.from_bytes(head[:2], "big") % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS).decompress
     if coding == "br":
         import brotli
 
@@ -123,19 +97,41 @@ def _stream_decoder(coding: str):
         import zstandard
 
         return zstandard.ZstdDecompressor().decompressobj().decompress
-    return None
+    if coding == "identity":
+        return None
+    raise DecodeError(f"unknown Content-Encoding {coding!r}")
+
+
+def _codings(encoding: str) -> list[str]:
+    """Content-Encoding's codings in the order they are undone."""
+    return list(reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]))
+
+
+def decode_body(body: bytes, encoding: str) -> bytes:
+    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding."""
+    for coding in _codings(encoding):
+        try:
+            decode = _decompressor(coding, body[:2])
+            if decode is not None:
+                body = decode(body)
+        except DecodeError:
+            raise
+        except Exception as error:  # each library has its own error type
+            raise DecodeError(f"cannot decode {coding} body: {error}") from None
+    return body
 
 
 def _decoded_arrivals(raw_arrivals: list[tuple[int, float]], raw: bytes,
                       encoding: str) -> list[tuple[int, float]]:
     """Map arrival points in the compressed stream to sizes of the decoded stream."""
-    if not encoding:
+    codings = _codings(encoding)
+    if not codings or codings == ["identity"]:
         return raw_arrivals
-    decode = _stream_decoder(encoding.strip().lower())
-    if decode is None:  # stacked codings: every event counts as arriving with the last chunk
+    if len(codings) > 1:  # stacked codings: every event counts as arriving with the last chunk
         return raw_arrivals[-1:]
     decoded, total, previous = [], 0, 0
     try:
+        decode = _decompressor(codings[0], raw[:2])
         for size, at in raw_arrivals:
             total += len(decode(raw[previous:size]))
             previous = size

@@ -98,6 +98,11 @@ def _is_plain(node: yaml.ScalarNode) -> bool:
     return not node.style
 
 
+def _is_null(node) -> bool:
+    """An unquoted `~`, `null` or nothing: Go leaves the field at its zero value."""
+    return isinstance(node, yaml.ScalarNode) and _is_plain(node) and resolve(node.value)[0] == NULL
+
+
 class _Decoder:
     """Turns composed nodes into the model, failing with the line of the offending node."""
 
@@ -111,7 +116,7 @@ class _Decoder:
     # Structure ---------------------------------------------------------------------------
 
     def fields(self, node, what: str, known: frozenset[str]) -> dict:
-        if isinstance(node, yaml.ScalarNode) and _is_plain(node) and resolve(node.value)[0] == NULL:
+        if _is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"{what}: expected a mapping, found {self._describe(node)}")
@@ -157,7 +162,7 @@ class _Decoder:
         return Cassette(interactions=interactions, version=version, ignored=self.ignored)
 
     def sequence(self, node, what: str) -> list:
-        if isinstance(node, yaml.ScalarNode) and _is_plain(node) and resolve(node.value)[0] == NULL:
+        if _is_null(node):
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.fail(node, f"{what}: expected a list, found {self._describe(node)}")
@@ -165,7 +170,7 @@ class _Decoder:
 
     def interaction(self, node, index: int) -> Interaction:
         what = f"interaction #{index}"
-        if isinstance(node, yaml.ScalarNode) and _is_plain(node) and resolve(node.value)[0] == NULL:
+        if _is_null(node):
             self.fail(node, f"{what} is empty (null); remove it")
         found = self.fields(node, what, _INTERACTION_FIELDS)
         for required in ("id", "request", "response"):
@@ -220,7 +225,7 @@ class _Decoder:
                 return data.decode("utf-8")
             except UnicodeDecodeError:
                 return data
-        if _is_plain(node) and resolve(node.value)[0] == NULL:
+        if _is_null(node):
             return ""
         return node.value
 
@@ -266,7 +271,7 @@ class _Decoder:
         return [self.string(item, what) for item in self.sequence(node, what)]
 
     def header(self, node, what: str) -> dict[str, list[str]]:
-        if isinstance(node, yaml.ScalarNode) and _is_plain(node) and resolve(node.value)[0] == NULL:
+        if _is_null(node):
             return {}
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"{what}: expected a mapping of names to lists, found {self._describe(node)}")
