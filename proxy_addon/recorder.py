@@ -93,10 +93,13 @@ def _decompressor(coding: str, head: bytes):
         import brotli
 
         return brotli.Decompressor().process
-    if coding == "zstd":
-        import zstandard
+    if coding == "zstd":  # the module mitmproxy itself uses (Python 3.14's, or its backport)
+        try:
+            from compression import zstd
+        except ImportError:
+            from backports import zstd
 
-        return zstandard.ZstdDecompressor().decompressobj().decompress
+        return zstd.ZstdDecompressor().decompress
     if coding == "identity":
         return None
     raise DecodeError(f"unknown Content-Encoding {coding!r}")
