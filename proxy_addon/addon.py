@@ -491,7 +491,7 @@ class VcrProxy:
 
     async def _failed(self, flow: http.HTTPFlow, recording: PendingRecording) -> None:
         if recording.streamed and (recording.ended is not None or
-                                   stream_is_finished(b"".join(recording.chunks))):
+                                   stream_is_finished(recording.copy)):
             # The answer is whole: the client hung up as it ended (SDKs close a stream once
             # they have read its final event), which changes nothing worth recording.
             if recording.ended is None:
@@ -505,8 +505,7 @@ class VcrProxy:
     async def save(self, flow: http.HTTPFlow, recording: PendingRecording) -> None:
         response = flow.response
         streamed = recording.streamed
-        body = b"".join(recording.chunks) if streamed else (response.raw_content or b"")
-        recording.chunks = []  # the joined copy is all that is needed from here on
+        body = recording.copy if streamed else (response.raw_content or b"")
         ended = recording.ended if streamed else (response.timestamp_end or time.time())
         exchange = Exchange(
             method=flow.request.method, url=recording.url,

@@ -2,17 +2,21 @@
 
 Field for field what go-vcr's `pkg/cassette` marshals, in its struct order, with Go's zero
 values as defaults (a field missing from a file reads as Go reads it). A body is a `str`
-when it is UTF-8 and `bytes` when it is not (Go writes those as `!!binary`). Durations are
-integer nanoseconds, written as Go's `time.Duration.String()`.
+when it is UTF-8 and `bytes` when it is not (Go writes those as `!!binary`); a recorder may
+also hand a long body over as UTF-8 `bytes` or `bytearray`, written as text all the same, so
+that it is never held twice. Durations are integer nanoseconds, written as Go's
+`time.Duration.String()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .durations import format_duration
-from .serializers.emitter import DEFAULT_LAYOUT, Fields, Layout, dump_document
+from .serializers.emitter import (DEFAULT_LAYOUT, Fields, Layout, dump_document, dump_sequence_item,
+                                  write_document, write_sequence_item)
 
 VERSION = 2
 
@@ -129,9 +133,9 @@ class Cassette:
         """The cassette as go-vcr writes it, in `layout` (default: the cassette's own)."""
         return dump_document(self.to_node(), layout or self.layout)
 
-    def dump_interaction(self, interaction: Interaction, layout: Layout | None = None) -> str:
-        """The lines one more interaction adds at the end of this cassette's file."""
-        return dump_interaction(interaction, layout or self.layout)
+    def write(self, write: Callable[[bytes], object], layout: Layout | None = None) -> None:
+        """`dumps()`, UTF-8 encoded and handed to `write` in pieces (long bodies in batches)."""
+        write_document(self.to_node(), layout or self.layout, write)
 
     def next_id(self) -> int:
         return max((i.id for i in self.interactions), default=-1) + 1
@@ -143,12 +147,12 @@ def dump_interaction(interaction: Interaction, layout: Layout) -> str:
     A block sequence item's bytes do not depend on its neighbours, so a cassette can grow by
     appending this text to a file whose last item it follows.
     """
-    document = dump_document(Fields((("interactions", [interaction.to_node(), 0]),)), layout)
-    start = document.index("\n", len("---\ninteractions:")) + 1
-    end = document.rindex("\n", 0, len(document) - 1) + 1
-    item = document[start:end]
-    del document  # a long body: do not hold it twice
-    return item
+    return dump_sequence_item(interaction.to_node(), layout)
+
+
+def write_interaction(interaction: Interaction, layout: Layout, write: Callable[[bytes], object]) -> None:
+    """`dump_interaction`, UTF-8 encoded and handed to `write` in pieces."""
+    write_sequence_item(interaction.to_node(), layout, write)
 
 
 def load(path: str | Path) -> Cassette:

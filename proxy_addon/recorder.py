@@ -30,7 +30,7 @@ class Exchange:
     status_code: int
     reason: str
     response_headers: list[tuple[str, str]]
-    response_body: bytes  # as the upstream sent it (possibly compressed)
+    response_body: bytes | bytearray  # as the upstream sent it (possibly compressed)
     started: float  # when the request started (seconds, any clock)
     headers_at: float  # when the response headers arrived
     ended: float  # when the body ended
@@ -48,18 +48,17 @@ class PendingRecording:
     url: str
     started: float
     streamed: bool = False
-    chunks: list[bytes] = field(default_factory=list)
+    # One growing buffer, not a list of chunks to join: joining would hold the body twice.
+    copy: bytearray = field(default_factory=bytearray)
     arrivals: list[tuple[int, float]] = field(default_factory=list)
-    received: int = 0
     ended: float | None = None  # when the upstream finished the body
 
     def on_chunk(self, data: bytes) -> bytes:
         """The response stream callback: keeps a copy and passes `data` on unchanged
         (an empty chunk marks the end of the body)."""
         if data:
-            self.received += len(data)
-            self.chunks.append(data)
-            self.arrivals.append((self.received, time.time()))
+            self.copy += data
+            self.arrivals.append((len(self.copy), time.time()))
         else:
             self.ended = time.time()
         return data
@@ -151,11 +150,18 @@ def _header_map(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return result
 
 
-def _text(data: bytes) -> str | bytes:
+# A body this long stays bytes: the emitter writes UTF-8 bytes as text without decoding them,
+# and a decoded copy would double the memory a long stream takes to save.
+_LONG_BODY = 1 << 20
+
+
+def _text(data: bytes | bytearray) -> str | bytes | bytearray:
+    if len(data) >= _LONG_BODY:
+        return data
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data
+        return bytes(data)
 
 
 def _header(pairs: list[tuple[str, str]], name: str) -> str:

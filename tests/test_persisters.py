@@ -91,3 +91,34 @@ def test_a_stream_is_finished_only_after_its_final_event(body, finished):
     from proxy_addon.recorder import stream_is_finished
 
     assert stream_is_finished(body) is finished
+
+
+@pytest.mark.parametrize("position", ["first", "appended"])
+def test_saving_a_long_stream_does_not_copy_its_body(tmp_path, position):
+    """The recorder's copy of a stream is the only one: turning it into an interaction and
+    writing it (whole file or append) takes memory for a batch, not for the body again."""
+    import tracemalloc
+
+    from proxy_addon.recorder import Exchange, to_interaction
+
+    event = b'data: {"choices": [{"delta": {"content": "' + "tok\u00e9n ".encode() * 200 + b'"}}]}\n\n'
+    body = bytearray(event * (16_000_000 // len(event)))
+    path = tmp_path / "c.yaml"
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=True)
+    if position == "appended":
+        writer.append(*interaction(writer.reserve_id()))
+    exchange = Exchange(method="POST", url="https://openrouter.ai/api/v1/chat/completions",
+                        request_headers=[("content-type", "application/json")], request_body=b"{}",
+                        http_version="HTTP/1.1", status_code=200, reason="OK",
+                        response_headers=[("content-type", "text/event-stream")],
+                        response_body=body, started=0.0, headers_at=0.1, ended=1.0,
+                        arrivals=[(len(body), 1.0)])
+    tracemalloc.start()
+    try:
+        writer.append(*to_interaction(exchange, writer.reserve_id()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(body) / 2, f"saving took {peak / len(body):.2f}x the body"
+    saved = load(path).interactions[-1].response.body
+    assert saved == body.decode()

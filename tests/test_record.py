@@ -202,6 +202,30 @@ def test_fifty_concurrent_streams_make_fifty_whole_unmixed_interactions(proxy):
     assert sorted(timings) == list(range(50))
 
 
+def test_long_streams_are_recorded_whole_in_gos_bytes(tmp_path, upstream, certificate, go_oracle):
+    # Bodies over a megabyte take the recorder's low-memory path: kept as bytes, written to
+    # the file in batches. The first makes the file, the second is appended. (The oracle's
+    # yaml.v3 writes the indent4 layout.)
+    proxy = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record", vcr_upstream=upstream.url,
+                  vcr_layout="indent4").start()
+    received = []
+    try:
+        with proxy.client(timeout=60) as client:
+            for n in (40, 41):
+                with client.stream("GET", f"https://openrouter.ai/events?n={n}&pad=60000",
+                                   headers={"X-Vcr-Cassette": "long"}) as response:
+                    received.append(b"".join(response.iter_raw()).decode())
+    finally:
+        proxy.stop()
+    path = proxy.cassettes / "long.yaml"
+    cassette = recorded(path, 2)
+    assert min(len(body) for body in received) > 2_000_000
+    assert sorted(i.response.body for i in cassette.interactions) == sorted(received)
+    status, stable, resaved = go_oracle.round_trip(path.read_bytes())
+    assert (status, stable) == (0, True)
+    assert resaved == path.read_bytes()
+
+
 @pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../b", "a\\b"])
 def test_cassette_header_outside_the_folder_is_refused(proxy, name):
     with proxy.client() as client:

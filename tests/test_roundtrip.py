@@ -7,7 +7,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
-from proxy_addon.cassette import Cassette, Interaction, Request, Response, dump_interaction, loads
+from proxy_addon.cassette import (Cassette, Interaction, Request, Response, dump_interaction, loads,
+                                  write_interaction)
 from proxy_addon.durations import format_duration, parse_duration
 from proxy_addon.serializers.emitter import LAYOUTS
 
@@ -70,3 +71,70 @@ def test_huge_literal_bodies_take_the_low_memory_path_with_the_same_bytes(monkey
     monkeypatch.setattr(emitter, "_BIG", 16)
     assert cassette.dumps() == line_by_line
     assert loads(line_by_line) == cassette
+
+
+def _as_bytes_writes(cassette: Cassette, layout) -> bytes:
+    pieces: list[bytes] = []
+    cassette.write(pieces.append, layout)
+    return b"".join(pieces)
+
+
+def _with_long_bodies_as_bytes(cassette: Cassette) -> Cassette:
+    """The cassette with every text body handed over as UTF-8 bytes, as the recorder does
+    with long ones."""
+    return Cassette(interactions=[
+        Interaction(id=i.id, request=i.request, response=Response(
+            **{**i.response.__dict__, "body": bytearray(i.response.body.encode("utf-8", "surrogatepass"))
+               if isinstance(i.response.body, str) else i.response.body}))
+        for i in cassette.interactions])
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cassette=cassettes())
+def test_bodies_written_from_utf8_bytes_in_batches_are_the_same_bytes(layout, cassette):
+    import proxy_addon.serializers.emitter as emitter
+
+    expected = cassette.dumps(layout).encode("utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emitter, "_BIG", 8)  # every body of 8 bytes or more takes the long path
+        as_bytes = _with_long_bodies_as_bytes(cassette)
+        assert _as_bytes_writes(as_bytes, layout) == expected
+        assert as_bytes.dumps(layout).encode("utf-8") == expected
+        if cassette.interactions:
+            head = Cassette(interactions=as_bytes.interactions[:-1]).dumps(layout)
+            tail = dump_interaction(as_bytes.interactions[-1], layout)
+            if len(cassette.interactions) > 1:
+                assert (head + tail).encode("utf-8") == expected
+            pieces: list[bytes] = []
+            write_interaction(as_bytes.interactions[-1], layout, pieces.append)
+            assert b"".join(pieces) == tail.encode("utf-8")
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+@pytest.mark.parametrize("body", [
+    "data: 1\n\ndata: 2\n\n", " leading space\nx", "\nleading break\n", "no final break\nx",
+    "kept breaks\n\n\n", "trailing space \nx", "space before break \n", "tab\there\n",
+    "bell \x07\n", "next line \x85 here\n", "sep \u2028 here\n", "bom \ufeff\n", "emoji \U0001f600\n",
+    "accents \u00e9\u00e8\n\u00e9", "\u00e9\n", "\r\nwindows\r\n", "x\n" * 5000,
+], ids=lambda b: repr(b[:16]))
+def test_long_text_bodies_given_as_bytes_match_the_text_path(monkeypatch, layout, body):
+    import proxy_addon.serializers.emitter as emitter
+
+    text = Cassette(interactions=[Interaction(response=Response(body=body))])
+    expected = text.dumps(layout).encode("utf-8")
+    monkeypatch.setattr(emitter, "_BIG", 4)
+    as_bytes = _with_long_bodies_as_bytes(text)
+    assert _as_bytes_writes(as_bytes, layout) == expected
+    assert _as_bytes_writes(text, layout) == expected
+
+
+def test_long_bytes_that_are_not_utf8_are_still_binary(monkeypatch):
+    import proxy_addon.serializers.emitter as emitter
+
+    body = b"data: \xff\xfe\n\n" * 10
+    monkeypatch.setattr(emitter, "_BIG", 4)
+    cassette = Cassette(interactions=[Interaction(response=Response(body=bytearray(body)))])
+    written = _as_bytes_writes(cassette, LAYOUTS["indent4"])
+    assert b"!!binary" in written
+    assert loads(written).interactions[0].response.body == body

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from ..cassette import Cassette, Interaction, dump_interaction, load
+from ..cassette import Cassette, Interaction, load, write_interaction
 from ..errors import CassetteError
 from ..serializers.emitter import Layout
 from ..timing import Timing, sidecar_path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | Callable[[Callable[[bytes], object]], None]) -> None:
     """Replace `path` with `data` so that a crash leaves either the old file or the new one.
 
+    `data` is the bytes, or a function that writes them piece by piece to the `write` it is
+    given (so a large cassette need not be held in memory as one string).
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
     renamed over the old one; the folder is synced so the rename itself survives a power cut.
     """
@@ -25,7 +28,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            if callable(data):
+                data(stream.write)
+            else:
+                stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         try:
@@ -40,6 +46,12 @@ def write_atomic(path: Path, data: bytes) -> None:
             pass
         raise
     sync_folder(folder)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 def sync_folder(folder: Path) -> None:
@@ -64,7 +76,7 @@ def save(cassette: Cassette, path: Path, layout: Layout | None = None) -> None:
         except CassetteError as error:
             raise CassetteError(path, f"refusing to overwrite a file that does not load "
                                 f"({error.problem}); move it away first", error.line) from None
-    write_atomic(path, cassette.dumps(layout).encode("utf-8"))
+    write_atomic(path, lambda write: cassette.write(write, layout))
 
 
 class CassetteWriter:
@@ -148,16 +160,21 @@ class CassetteWriter:
                                     f"({error.problem})", error.line) from None
         cassette = Cassette(interactions=[interaction], layout=self.layout)
         write_atomic(self.sidecar, (timing.to_json() + "\n").encode())
-        write_atomic(self.path, cassette.dumps().encode())
+        write_atomic(self.path, cassette.write)
 
     def _append(self, interaction: Interaction, timing: Timing) -> None:
-        data = dump_interaction(interaction, self.layout).encode()
         size = self.path.stat().st_size
         self.marker.write_text(str(size))
-        with open(self.path, "ab") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_interaction(interaction, self.layout, lambda data: _write_all(descriptor, data))
+            os.fsync(descriptor)
+        except BaseException:
+            # The item is written as it is serialized: leave no part of it behind.
+            os.ftruncate(descriptor, size)
+            raise
+        finally:
+            os.close(descriptor)
         self.marker.unlink(missing_ok=True)
         with open(self.sidecar, "ab") as stream:
             stream.write((timing.to_json() + "\n").encode())

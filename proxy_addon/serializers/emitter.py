@@ -10,14 +10,21 @@ yaml.v3 sets no width limit.
 The input is a tree of Python values:
 - `Fields`: a Go struct, written in the given order (omitted fields already left out);
 - `dict`: a Go map, written in Go's key order;
-- `list`: a slice; `str`: a string; `bytes`: a Go string that may not be UTF-8;
+- `list`: a slice; `str`: a string; `bytes` (or `bytearray`): a Go string's bytes, written
+  as text when they are UTF-8 and as `!!binary` when not;
 - `bool`, `int`, and `None` (a nil pointer).
+
+`dump_document` returns the text; `write_document` and `write_sequence_item` hand the bytes
+to a `write` callable instead, and write a long block scalar in batches, so writing a body of
+many megabytes needs memory for a batch, not for a second copy of the body.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -50,7 +57,13 @@ DEFAULT_LAYOUT = INDENT4_COMPACT
 _BREAKS = "\r\n\x85\u2028\u2029"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _LINE_START = re.compile("^(?=[^\n])", re.MULTILINE)
-_BIG = 1 << 20
+_BIG = 1 << 20  # a scalar this long is written in batches of about this size
+# The UTF-8 forms of what decides a long multi-line value's style (see _big_literal).
+_LINE_START_BYTES = re.compile(b"^(?=[^\n])", re.MULTILINE)
+_SPECIAL_BYTES = re.compile(b"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xef\xbb\xbf|\xef\xbf[\xbe\xbf]"
+                            b"|[\xf0-\xf4]")
+_SPACE_BREAK_BYTES = re.compile(b" (?:[\r\n]|\xc2\x85)")
+_LINE_SEPARATORS_BYTES = re.compile(b"\xe2\x80[\xa8\xa9]")
 # Anything that is not a printable character to yaml.v3, plus tab and the line breaks: a string
 # without any of these needs no escaping and no multi-line handling.
 _UNUSUAL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\U00010000-\U0010ffff]")
@@ -108,7 +121,11 @@ class _Scalar:
 def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
     """encode.go `stringv` and the emitter's style selection."""
     tag = ""
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) >= _BIG and not simple_key:
+            big = _big_literal(value)
+            if big is not None:
+                return big
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
@@ -123,6 +140,36 @@ def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
         requested = DOUBLE
     style, multiline = _analyze(value, requested, simple_key)
     return _Scalar(value, tag, style, multiline)
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(data), _BIG):
+            decoder.decode(data[start:start + _BIG])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _big_literal(data: bytes) -> _Scalar | None:
+    """A long UTF-8 value written as a literal block straight from its bytes, or None when
+    it needs the general path (not UTF-8, no line break, or not literal after analysis).
+
+    Decoding a body of many megabytes to text would hold it twice. Its style only depends
+    on the conditions under which yaml.v3 refuses a literal block for a multi-line value
+    (`_analyze` with LITERAL requested): a trailing space, a space before a break, a special
+    character; U+2028 and U+2029 are left to the general path, which writes them one by one.
+    """
+    if b"\n" not in data or not _is_utf8(data):
+        return None
+    if (data.endswith(b" ") or _SPACE_BREAK_BYTES.search(data) or _SPECIAL_BYTES.search(data)
+            or _LINE_SEPARATORS_BYTES.search(data)):
+        return None
+    return _Scalar(data, "", LITERAL, True)
 
 
 # Field names, header names and common values repeat in every interaction.
@@ -178,15 +225,31 @@ def _has_block_indicator(text: str) -> bool:
 class _Writer:
     """The emitter's output and the state yaml.v3 keeps about it."""
 
-    __slots__ = ("parts", "column", "whitespace", "indention", "best", "compact")
+    __slots__ = ("parts", "spill", "column", "whitespace", "indention", "best", "compact")
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, spill: Callable[[bytes], object] | None = None):
         self.parts: list[str] = []
+        # Where long scalars go as they are written, rather than into `parts`.
+        self.spill = spill
         self.column = 0
         self.whitespace = True
         self.indention = True
         self.best = layout.indent
         self.compact = layout.compact_sequences
+
+    def flush(self) -> None:
+        """Hand what is written so far to `spill` (when there is one)."""
+        if self.spill is not None and self.parts:
+            self.spill("".join(self.parts).encode("utf-8"))
+            self.parts.clear()
+
+    def put_long(self, piece: str | bytes) -> None:
+        """Write one batch of a long scalar."""
+        if self.spill is None:
+            self.parts.append(piece if isinstance(piece, str) else piece.decode("utf-8"))
+        else:
+            self.flush()
+            self.spill(piece if isinstance(piece, (bytes, bytearray)) else piece.encode("utf-8"))
 
     # yaml_emitter_increase_indent (with the compact-sequence variant)
     def deeper(self, indent: int, flow: bool, in_sequence: bool, compact: bool = False) -> int:
@@ -205,12 +268,16 @@ class _Writer:
     def write_indent(self, indent: int) -> None:
         if indent < 0:
             indent = 0
-        if not self.indention or self.column > indent or (self.column == indent and not self.whitespace):
-            self.put_break()
+        self.end_line(indent)
         if self.column < indent:
             self.parts.append(" " * (indent - self.column))
             self.column = indent
         self.whitespace = True
+
+    def end_line(self, indent: int) -> None:
+        """The line break yaml.v3 writes before a node at `indent`, when one is due."""
+        if not self.indention or self.column > indent or (self.column == indent and not self.whitespace):
+            self.put_break()
 
     def write_indicator(self, indicator: str, need_whitespace: bool, is_whitespace: bool,
                         is_indention: bool) -> None:
@@ -225,7 +292,7 @@ class _Writer:
     # Nodes ------------------------------------------------------------------------------
 
     def node(self, value, indent: int, in_sequence: bool, mapping_context: bool) -> None:
-        if isinstance(value, (str, bytes)):
+        if isinstance(value, (str, bytes, bytearray)):
             self.string(value, indent, in_sequence, simple_key=False)
         elif isinstance(value, Fields):
             self.mapping(value, indent, in_sequence)
@@ -358,21 +425,25 @@ class _Writer:
         else:
             self._quoted('"', _TO_ESCAPE.sub(_escape_match, text))
 
-    def literal(self, text: str, indent: int) -> None:
+    def literal(self, text: str | bytes, indent: int) -> None:
+        # A long value may arrive as UTF-8 bytes (see _big_literal): its ends, decoded, give
+        # the indicators; its lines are indented batch by batch without decoding the rest.
+        head = text if isinstance(text, str) else text[:4].decode("utf-8", "ignore")
+        tail = text if isinstance(text, str) else text[-8:].decode("utf-8", "ignore")
         self.write_indicator("|", True, False, False)
-        if text[0] == " " or text[0] in _BREAKS:
+        if head[0] == " " or head[0] in _BREAKS:
             self.write_indicator(str(self.best), False, False, False)
-        if text[-1] not in _BREAKS:
+        if tail[-1] not in _BREAKS:
             self.write_indicator("-", False, False, False)
-        elif len(text) == 1 or text[-2] in _BREAKS:
+        elif len(text) == 1 or tail[-2] in _BREAKS:
             self.write_indicator("+", False, False, False)
         self.whitespace = True
-        if "\u2028" in text or "\u2029" in text:
+        if isinstance(text, str) and ("\u2028" in text or "\u2029" in text):
             self._literal_with_breaks(text, indent)
             return
         # Every line that has text gets the block's indentation; empty lines stay empty.
-        pad = " " * indent
         if len(text) < _BIG:
+            pad = " " * indent
             lines = text.split("\n")
             parts = self.parts
             if lines[0]:
@@ -383,16 +454,32 @@ class _Writer:
                 if line:
                     parts.append(pad)
                     parts.append(line)
-        else:  # one substitution, not a list of lines and pieces: less memory, more time
-            indented = _LINE_START.sub(pad, text)
-            self.parts.append(indented if text[0] == "\n" else "\n" + indented)
-        last = text[text.rfind("\n") + 1:]
+            last = lines[-1]
+        else:
+            last = self._long_literal_lines(text, indent)
         if last:
             self.column = indent + len(last)
             self.indention = False
         else:
             self.column = 0
             self.indention = True
+
+    def _long_literal_lines(self, text: str | bytes, indent: int) -> str | bytes:
+        """Indent a long block's lines in batches of whole lines (a regular expression
+        substitution per batch: less memory than a list of pieces per line); returns the
+        last line."""
+        newline, start, size = ("\n", 0, len(text)) if isinstance(text, str) else (b"\n", 0, len(text))
+        pattern = _LINE_START if isinstance(text, str) else _LINE_START_BYTES
+        pad = " " * indent if isinstance(text, str) else b" " * indent
+        if text[:1] != newline:
+            self.parts.append("\n")
+        while start < size:
+            end = text.find(newline, start + _BIG)
+            end = size if end < 0 else end + 1
+            self.put_long(pattern.sub(pad, text[start:end]))
+            start = end
+        last = text[text.rfind(newline) + 1:]
+        return last
 
     def _literal_with_breaks(self, text: str, indent: int) -> None:
         breaks = True
@@ -417,6 +504,46 @@ class _Writer:
 def dump_document(root, layout: Layout = DEFAULT_LAYOUT) -> str:
     """The text go-vcr writes for `root`: "---\\n" and yaml.v3's document."""
     writer = _Writer(layout)
+    writer.parts.append("---\n")
+    _document(writer, root)
+    return "".join(writer.parts)
+
+
+def write_document(root, layout: Layout, write: Callable[[bytes], object]) -> None:
+    """`dump_document`, UTF-8 encoded and handed to `write` in pieces."""
+    writer = _Writer(layout, spill=write)
+    writer.parts.append("---\n")
+    _document(writer, root)
+    writer.flush()
+
+
+def _document(writer: _Writer, root) -> None:
     writer.node(root, -1, in_sequence=False, mapping_context=False)
     writer.write_indent(0)
-    return "".join(["---\n", *writer.parts])
+
+
+def dump_sequence_item(node, layout: Layout) -> str:
+    """The text of one item of a block sequence that is the value of a top-level key, as it
+    appears in a document of that layout: its lines, up to where the next item would start.
+
+    An item's bytes do not depend on its neighbours, so a document whose last key holds
+    that sequence can grow by appending this text.
+    """
+    writer = _Writer(layout)
+    _sequence_item(writer, node)
+    return "".join(writer.parts)
+
+
+def write_sequence_item(node, layout: Layout, write: Callable[[bytes], object]) -> None:
+    """`dump_sequence_item`, UTF-8 encoded and handed to `write` in pieces."""
+    writer = _Writer(layout, spill=write)
+    _sequence_item(writer, node)
+    writer.flush()
+
+
+def _sequence_item(writer: _Writer, node) -> None:
+    # The writer's state after "key:" and the line break before the first item, which
+    # is where every item starts (the spaces before its "-" belong to the item).
+    indent = writer.deeper(0, False, False, writer.compact)
+    writer.sequence([node], 0, in_sequence=False, mapping_context=True)
+    writer.end_line(indent)
