@@ -108,3 +108,9 @@ def assert_same_bytes(ours: bytes, theirs: bytes) -> None:
                                 "go", "ours", lineterm="", n=2)
     shown = [repr(line)[:300] for line in list(diff)[:30]]
     raise AssertionError("bytes differ from Go's:\n" + "\n".join(shown))
+
+
+def pytest_report_header(config):
+    from .reliability import SCALE, SEED
+
+    return f"vcr-proxy reliability: VCR_RELIABILITY_SCALE={SCALE} VCR_RELIABILITY_SEED={SEED}"

@@ -112,15 +112,51 @@ COMPLETION = {
 }
 
 
+class Gate:
+    """A threading.Event that coroutines can also wait for, each woken once when it is set
+    (hundreds of streams may wait at once)."""
+
+    def __init__(self):
+        self._flag = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            self._flag.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(True))
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    async def opens(self, timeout: float) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._flag.is_set():
+                return True
+            self._waiters.append((asyncio.get_running_loop(), future))
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
 class Upstream:
-    """The ASGI app and its server thread. `gate` holds event 3 of /stream-gated back until
-    a test sets it (or 10 s pass); `released_by_test` tells which."""
+    """The ASGI app and its server thread. `gate` holds event 3 of a chat stream requested
+    with `"gated": true` back until a test sets it (or 60 s pass); `released_by_test` tells
+    which."""
 
     def __init__(self, cert: Path, key: Path, http2: bool = True, event_delay: float = 0.05):
         self.port = free_port()
         self.http2 = http2
         self.event_delay = event_delay
-        self.gate = threading.Event()
+        self.gate = Gate()
         self.released_by_test: bool | None = None
         self.requests: list[dict] = []
         self.event_sent_at: dict[int, float] = {}
@@ -231,8 +267,7 @@ class Upstream:
             (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
         for number, event in enumerate(events):
             if gated and number == 2:
-                released = await asyncio.to_thread(self.gate.wait, 10)
-                self.released_by_test = released
+                self.released_by_test = await self.gate.opens(timeout=60)
             elif number:
                 await asyncio.sleep(self.event_delay)
             self.event_sent_at[number] = asyncio.get_running_loop().time()

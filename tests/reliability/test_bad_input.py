@@ -10,8 +10,9 @@ from proxy_addon.cassette import load
 from proxy_addon.errors import CassetteError
 
 from ..conftest import ROOT, corpus_files
+from . import scaled, seeded
 
-COUNT = 1000
+COUNT = scaled(1000)
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -42,7 +43,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 def test_mutated_cassettes_get_one_line_each_and_are_never_overwritten(tmp_path):
-    rng = random.Random(20261125)
+    rng = random.Random(seeded(20261125))
     sources = [path.read_bytes() for path in corpus_files()]
     originals = {}
     for number in range(COUNT):
@@ -74,13 +75,13 @@ def test_mutated_cassettes_get_one_line_each_and_are_never_overwritten(tmp_path)
 def test_the_proxy_answers_a_broken_cassette_with_its_one_line_error(tmp_path):
     from ..proxy import Proxy
 
-    rng = random.Random(7)
+    rng = random.Random(seeded(7))
     sources = [path.read_bytes() for path in corpus_files()]
     folder = tmp_path / "cassettes"
     folder.mkdir()
     broken = []
-    while len(broken) < 100:
-        path = folder / f"b{len(broken):03}.yaml"
+    while len(broken) < scaled(100):
+        path = folder / f"b{len(broken):04}.yaml"
         path.write_bytes(mutate(rng.choice(sources), rng))
         try:
             load(path)

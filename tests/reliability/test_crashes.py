@@ -13,14 +13,15 @@ from proxy_addon.cassette import load
 from ..proxy import Proxy
 from ..test_record import CHAT
 from ..upstream import Upstream, make_certificate
+from . import scaled, seeded
 
-KILLS = 20
+KILLS = scaled(20)
 
 
 def test_kill_9_at_random_moments(tmp_path):
     cert, key = make_certificate(tmp_path)
     upstream = Upstream(cert, key, event_delay=0.005).start()
-    rng = random.Random(9)
+    rng = random.Random(seeded(9))
     completed: list[int] = []
     try:
         for round_number in range(KILLS):

@@ -25,9 +25,10 @@ def upstream(tmp_path_factory):
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 @pytest.mark.parametrize("headers_policy", ["minimal", "all"])
 @pytest.mark.parametrize("mode", ["record", "once", "new-episodes"])
-def test_no_credential_reaches_the_disk(tmp_path, upstream, mode, headers_policy, http2):
+@pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
+def test_no_credential_reaches_the_disk(tmp_path, upstream, mode, headers_policy, http2, launcher):
     proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url, vcr_mode=mode,
-                  vcr_headers=headers_policy).start()
+                  vcr_headers=headers_policy, launcher=launcher).start()
     proxy.http2 = http2
     sent = [
         ("https://openrouter.ai/api/v1/chat/completions", {"AUTHORIZATION": f"Bearer {KEY}"}),
