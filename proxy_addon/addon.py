@@ -251,9 +251,10 @@ class VcrProxy:
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
             return None
-        if flow.request.pretty_host == CONTROL_HOST:
+        host = flow.request.pretty_host
+        if host == CONTROL_HOST:
             return self.control(flow)
-        if not self.records(flow.request.pretty_host):
+        if not self.records(host):
             return None
         name = (flow.request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette
                 or ctx.options.vcr_cassette)
@@ -309,7 +310,7 @@ class VcrProxy:
             {k: headers.get_all(k) for k in headers} if "headers" in self.matcher.rules.parts else {})
         interaction, matched = replay.find(self.matcher, incoming)
         if interaction is not None:
-            return self.serve(flow, replay, interaction)
+            return self.serve(flow, replay, interaction, incoming.url)
         if mode == "new-episodes":
             return self._record(flow, replay.path, fresh=False)
         self.miss(flow, replay, incoming, matched)
@@ -341,7 +342,7 @@ class VcrProxy:
             return
         self.begin(flow, writer)
 
-    def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction):
+    def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction, url: str):
         response = interaction.response
         headers = [(name, value) for name, values in response.headers.items() for value in values
                    if name.lower() not in ("content-length", "transfer-encoding")]
@@ -349,7 +350,7 @@ class VcrProxy:
                          self.speed, flow.request.timestamp_start, headers)
         self.session.replayed.append(interaction.id)
         if ctx.options.vcr_log_replays:
-            log.info(f"replayed {flow.request.method} {flow.request.pretty_url} -> "
+            log.info(f"replayed {flow.request.method} {url} -> "
                      f"{response.code} from {replay.path}#{interaction.id}")
         flow.metadata["vcr_replay"] = True
         streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
@@ -374,7 +375,18 @@ class VcrProxy:
     @staticmethod
     def _respond(flow: http.HTTPFlow, plan) -> None:
         fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in plan.headers]
-        flow.response = http.Response.make(plan.status, b"".join(plan.chunks), http.Headers(fields))
+        body = b"".join(plan.chunks)
+        if any(name.lower() == b"content-encoding" for name, _ in fields):
+            # mitmproxy encodes the recorded (decoded) body as the header says.
+            flow.response = http.Response.make(plan.status, body, http.Headers(fields))
+            flow.response.reason = plan.reason
+            return
+        # What Response.make does for a body without a content coding, in one step (make's
+        # content setter was a tenth of the time the addon takes per replayed request).
+        fields.append((b"content-length", str(len(body)).encode()))
+        now = time.time()
+        flow.response = http.Response(b"HTTP/1.1", plan.status, b"", http.Headers(fields), body,
+                                      None, now, now)
         flow.response.reason = plan.reason
 
     def miss(self, flow: http.HTTPFlow, replay: ReplayCassette, incoming: IncomingRequest,

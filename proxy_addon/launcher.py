@@ -18,15 +18,20 @@ def run_proxy(listen_host: str, port: int, settings: dict[str, str], confdir: st
 
 async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None) -> int:
     from mitmproxy import exceptions, options
-    from mitmproxy.tools.dump import DumpMaster
 
-    from .addon import VcrProxy
+    def fresh_options() -> options.Options:
+        opts = options.Options(listen_host=listen_host, listen_port=port)
+        if confdir:
+            opts.update(confdir=str(Path(confdir).expanduser()))
+        return opts
 
-    opts = options.Options(listen_host=listen_host, listen_port=port)
-    if confdir:
-        opts.update(confdir=str(Path(confdir).expanduser()))
-    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
-    master.addons.add(VcrProxy())
+    opts = fresh_options()
+    master = _lean_master(opts)
+    if any(key not in opts for key in settings):
+        # An option (--set) that belongs to one of mitmproxy's other addons: load them all.
+        await master.done()  # takes the first master's log handlers away again
+        opts = fresh_options()
+        master = _full_master(opts)
     try:
         opts.update(termlog_verbosity="warn", vcr_log_replays=True)
         opts.set(*[f"{key}={value}" for key, value in settings.items()])
@@ -49,7 +54,47 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     except OSError as error:
         click.echo(f"vcr-proxy: cannot listen on {listen_host}:{port}: {error.strerror}", err=True)
         return 1
+    finally:
+        # Connections still open when the proxy stops are cancelled with the event loop;
+        # asyncio would print each cancellation as a traceback.
+        loop.set_exception_handler(_quiet_cancellations)
     return 0
+
+
+def _quiet_cancellations(loop, context) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
+def _lean_master(opts):
+    """mitmproxy with only the addons a recording proxy uses.
+
+    mitmproxy calls every addon for every event: with its ~35 default addons that dispatch
+    took about half the proxy's time per replayed request (profiled in bench/replay.py's
+    setting). Kept: the proxy itself (core, proxyserver, next_layer, tlsconfig), its safety
+    checks (block: no open proxy on a public address; disable_h2c; errorcheck) and
+    onboarding (http://mitm.it serves the CA).
+    """
+    from mitmproxy import master
+    from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, onboarding, proxyserver, tlsconfig
+
+    from .addon import VcrProxy
+
+    lean = master.Master(opts, with_termlog=True)
+    lean.addons.add(core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
+                    proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                    errorcheck.ErrorCheck(), VcrProxy())
+    return lean
+
+
+def _full_master(opts):
+    from mitmproxy.tools.dump import DumpMaster
+
+    from .addon import VcrProxy
+
+    full = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    full.addons.add(VcrProxy())
+    return full
 
 
 def _show_status_lines() -> None:

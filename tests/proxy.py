@@ -21,7 +21,9 @@ MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 class Proxy:
     def __init__(self, folder: Path, upstream_ca: Path | None = None, addon: bool = True,
-                 **options: str):
+                 launcher: bool = False, **options: str):
+        """mitmdump with the addon as a script (`mitmdump -s`), or without it (`addon=False`),
+        or the launcher (`launcher=True`: `vcr-proxy start`, its lean set of mitmproxy addons)."""
         self.port = free_port()
         self.folder = folder
         self.confdir = folder / "mitmproxy"
@@ -31,7 +33,12 @@ class Proxy:
         if upstream_ca is not None:
             settings["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
         self.args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
-        if addon:  # without it: bare mitmdump, the reference for benchmarks
+        if launcher:
+            settings.pop("confdir")
+            settings.setdefault("vcr_dir", str(self.cassettes))
+            self.args = [sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "start",
+                         "--port", str(self.port), "--confdir", str(self.confdir)]
+        elif addon:  # without it: bare mitmdump, the reference for benchmarks
             settings.setdefault("vcr_dir", str(self.cassettes))
             self.args += ["-s", str(ROOT / "proxy_addon" / "addon.py")]
         for key, value in settings.items():
@@ -78,8 +85,9 @@ class Proxy:
 
     def async_client(self, **kwargs) -> httpx.AsyncClient:
         kwargs.setdefault("http2", self.http2)
+        kwargs.setdefault("timeout", 60)
         return httpx.AsyncClient(proxy=self.url, verify=ssl.create_default_context(cafile=self.ca),
-                                 timeout=60, **kwargs)
+                                 **kwargs)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

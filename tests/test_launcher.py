@@ -64,3 +64,31 @@ def test_start_with_a_bad_option_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "vcr-proxy: vcr_layout: unknown layout 'tabs'; choose one of indent4, indent4-compact, "
         "indent2-compact, indent2"]
+
+
+def test_an_option_of_another_mitmproxy_addon_brings_them_all_in(tmp_path):
+    # `vcr-proxy start` runs mitmproxy with a lean set of addons; an option that belongs to
+    # one of the others (here the save addon's) loads mitmproxy's full set instead.
+    from mitmproxy import io
+
+    from .proxy import Proxy
+
+    flows = tmp_path / "flows.mitm"
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", save_stream_file=str(flows)).start()
+    try:
+        with proxy.client() as client:
+            assert client.get("https://openrouter.ai/api/v1/models").status_code == 404
+    finally:
+        proxy.stop()
+    with open(flows, "rb") as stream:
+        saved = list(io.FlowReader(stream).stream())
+    assert [flow.request.pretty_url for flow in saved] == ["https://openrouter.ai/api/v1/models"]
+    assert proxy.output().count("vcr-proxy (replay") == 1
+
+
+def test_an_option_no_addon_knows_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "start",
+                             "--port", str(free_port()), "--set", "no_such_option=1",
+                             "--confdir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stderr.strip().splitlines()) == (
+        2, ["vcr-proxy: Unknown option(s): no_such_option"])

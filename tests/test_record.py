@@ -36,10 +36,11 @@ def upstream(request, certificate):
     server.stop()
 
 
-@pytest.fixture
-def proxy(tmp_path, upstream, certificate):
+@pytest.fixture(params=[False, True], ids=["mitmdump", "vcr-proxy-start"])
+def proxy(request, tmp_path, upstream, certificate):
+    # `mitmdump -s proxy_addon/addon.py`, and `vcr-proxy start` with its lean mitmproxy.
     running = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record",
-                    vcr_upstream=upstream.url).start()
+                    vcr_upstream=upstream.url, launcher=request.param).start()
     running.http2 = upstream.http2
     yield running
     running.stop()

@@ -45,8 +45,12 @@ def served(proxy: Proxy) -> list[str]:
     return [line for line in proxy.output().splitlines() if "server connect" in line]
 
 
+LAUNCHERS = pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
+
+
 @pytest.mark.parametrize("mode", ["replay", "once"])
-def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, certificate, mode):
+@LAUNCHERS
+def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, certificate, mode, launcher):
     upstream = Upstream(*certificate).start()
     recorder = Proxy(tmp_path, upstream_ca=certificate[0], vcr_upstream=upstream.url).start()
     try:
@@ -58,7 +62,8 @@ def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, c
     assert tool_arguments(original) == '{"location":"Florence, Italy"}'
 
     # No upstream, no key that works, and openrouter.ai does not resolve here.
-    player = Proxy(tmp_path, vcr_mode=mode).start()
+    # (The launcher logs mitmproxy's connection lines only when asked.)
+    player = Proxy(tmp_path, vcr_mode=mode, launcher=launcher, termlog_verbosity="info").start()
     try:
         replayed = sdk_stream(player)
     finally:
@@ -74,8 +79,9 @@ def corpus_requests():
         yield path, cassette
 
 
-def test_every_corpus_interaction_replays_byte_for_byte(tmp_path):
-    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_hosts="*", vcr_dir=str(CORPUS)).start()
+@LAUNCHERS
+def test_every_corpus_interaction_replays_byte_for_byte(tmp_path, launcher):
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_hosts="*", vcr_dir=str(CORPUS), launcher=launcher).start()
     checked = 0
     try:
         with proxy.client(timeout=60) as client:
@@ -134,10 +140,11 @@ def _event_arrivals(proxy: Proxy) -> tuple[float, list[float]]:
     return started, arrivals
 
 
-def test_events_timing_follows_the_recorded_gaps(tmp_path):
+@LAUNCHERS
+def test_events_timing_follows_the_recorded_gaps(tmp_path, launcher):
     gaps = [0.3, 0.1, 0.4, 0.2]
     offsets = _stream_cassette(tmp_path, gaps)
-    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events").start()
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", launcher=launcher).start()
     try:
         _, arrivals = _event_arrivals(proxy)
     finally:
