@@ -112,7 +112,7 @@ def _go_base64(data: bytes) -> str:
 class _Scalar:
     """A string ready to write: its text, tag, and what yaml.v3's analysis allows."""
 
-    text: str
+    text: str | bytes  # bytes: a long UTF-8 value (see _big_literal)
     tag: str
     style: str
     multiline: bool = False
