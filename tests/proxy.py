@@ -33,13 +33,13 @@ class Proxy:
         if upstream_ca is not None:
             settings["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
         self.args = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(self.port)]
+        if launcher or addon:  # without either: bare mitmdump, the reference for benchmarks
+            settings.setdefault("vcr_dir", str(self.cassettes))
         if launcher:
             settings.pop("confdir")
-            settings.setdefault("vcr_dir", str(self.cassettes))
             self.args = [sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "start",
                          "--port", str(self.port), "--confdir", str(self.confdir)]
-        elif addon:  # without it: bare mitmdump, the reference for benchmarks
-            settings.setdefault("vcr_dir", str(self.cassettes))
+        elif addon:
             self.args += ["-s", str(ROOT / "proxy_addon" / "addon.py")]
         for key, value in settings.items():
             self.args += ["--set", f"{key}={value}"]
