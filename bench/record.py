@@ -80,7 +80,7 @@ def stream_latency(folder: Path) -> None:
         # streams, alternating, as one sample each is noisy on a shared machine.
         for _ in range(TTFB_SAMPLES):
             for name, proxy, url in (("bare", bare, f"{upstream.url}/events?n=2"),
-                                     ("record", recording, f"https://openrouter.ai/events?n=2")):
+                                     ("record", recording, "https://openrouter.ai/events?n=2")):
                 ttfb, _ = read_stream(proxy, url, upstream)
                 results[name][0].append(ttfb)
     finally:

@@ -40,7 +40,7 @@ def main() -> int:
     print()
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    lines = [f"# Benchmark results\n", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}.",
+    lines = ["# Benchmark results\n", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}.",
              "Each figure is a ratio against a reference measured in the same run (see each script's "
              "docstring).\n", "| measure | figure | goal | |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]

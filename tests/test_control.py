@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
-from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
-from proxy_addon.persisters.filesystem import write_atomic
-
 from .proxy import Proxy
 from .test_record import CHAT, recorded
 from .upstream import Upstream, make_certificate

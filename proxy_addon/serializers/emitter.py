@@ -191,11 +191,10 @@ def _analyze(text: str, requested: str, simple_key: bool) -> tuple[str, bool]:
         special = _SPECIAL.search(text) is not None
         tabs = "\t" in text
         line_breaks = any(b in text for b in _BREAKS)
-        leading_break, trailing_break = first in _BREAKS, last in _BREAKS
         break_space = line_breaks and _BREAK_SPACE.search(text) is not None
         space_break = line_breaks and _SPACE_BREAK.search(text) is not None
     else:
-        special = tabs = line_breaks = leading_break = trailing_break = False
+        special = tabs = line_breaks = False
         break_space = space_break = False
     style = requested
     if simple_key and line_breaks:

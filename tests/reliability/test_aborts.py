@@ -12,7 +12,6 @@ import pytest
 from proxy_addon.cassette import load
 
 from ..proxy import Proxy
-from ..test_record import CHAT
 
 RESPONSES = {
     b"/ok": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\": 1}\r\n",
