@@ -13,7 +13,7 @@ import click
 from .cassette import load
 from .devshell import SHELLS, default_confdir, exports, variables
 from .durations import format_duration
-from .filters import credential_findings, redact_cassette
+from .credentials import cassette_findings, redact_cassette
 from .inspection import describe, summarize
 from .errors import CassetteError
 from .persisters.filesystem import write_atomic
@@ -81,7 +81,7 @@ def check(paths: tuple[str, ...]) -> None:
     for path, cassette in loaded_cassettes(paths, problems):
         for note in cassette.ignored:
             problems.append(f"{path}: {note}: Go ignores it and drops it on save; remove it")
-        for finding in credential_findings(cassette):
+        for finding in cassette_findings(cassette):
             problems.append(f"{path}: {finding}: looks like a credential; run "
                             f"`vcr-proxy redact {path}`")
     _report(problems)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-CONTROL_HOST = "vcr-proxy.control"
+from .routing import CONTROL_HOST  # noqa: F401  (where test runners send these)
 
 
 @dataclass
@@ -49,3 +49,44 @@ def parse_selection(body: bytes, modes: tuple[str, ...]) -> tuple[str, str | Non
     if mode is not None and mode not in modes:
         raise ControlError(f"unknown mode {mode!r}; choose one of {', '.join(modes)}")
     return name, mode
+
+
+class ControlEndpoint:
+    """Answers requests to CONTROL_HOST for `proxy` (the addon): select, eject, status."""
+
+    def __init__(self, proxy) -> None:
+        self.proxy = proxy
+
+    def answer(self, flow):
+        from .responses import error_response, json_response
+
+        proxy = self.proxy
+        path = flow.request.path.split("?", 1)[0].rstrip("/")
+        method = flow.request.method
+        if path == "/cassette" and method == "POST":
+            try:
+                name, mode = parse_selection(flow.request.raw_content or b"", proxy.modes)
+                cassette_file = proxy.cassette_for(name)
+            except (ControlError, ValueError) as error:
+                flow.response = error_response(400, f"vcr-proxy control: {error}")
+                return None
+            proxy.session = Session(cassette=name, mode=mode)
+            proxy.forget(cassette_file)  # selected again: starts over
+            flow.response = json_response(200, proxy.report())
+        elif path == "/eject" and method == "POST":
+            return self._eject(flow)
+        elif path in ("", "/status"):
+            flow.response = json_response(200, proxy.report() | {"dir": proxy.folder})
+        else:
+            flow.response = error_response(404, f"vcr-proxy control: no {method} {path or '/'}; "
+                                                "use POST /cassette, POST /eject or GET /status")
+        return None
+
+    async def _eject(self, flow) -> None:
+        from .responses import json_response
+
+        # A client may have read a stream's last event before the proxy saw its end.
+        await self.proxy.recorder.settle(2.0)
+        report = self.proxy.report()
+        self.proxy.session = Session()
+        flow.response = json_response(200, report)

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from . import filters
 from .cassette import Interaction
+from .credentials import is_credential_header, is_credential_param, scrub_line, scrub_request
 
 PARTS = ("method", "url", "body", "headers")
 DEFAULT_PARTS = ("method", "url", "body")
@@ -46,9 +46,11 @@ class MatchRules:
 
 
 def normalized_url(url: str) -> str:
-    """The URL without credentials, its query parameters in a stable order."""
-    parts = urlsplit(filters.redact_url(url))
-    query = "&".join(sorted(parts.query.split("&"))) if parts.query else ""
+    """The URL without credential parameters (recordings hold them scrubbed, older ones not at
+    all), its query parameters in a stable order."""
+    parts = urlsplit(url)
+    query = "&".join(sorted(pair for pair in parts.query.split("&")
+                            if pair and not is_credential_param(pair.partition("=")[0])))
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", query, ""))
 
 
@@ -145,9 +147,29 @@ class Matcher:
     def _recorded_body(self, interaction: Interaction) -> tuple:
         entry = self._bodies.get(id(interaction))
         if entry is None or entry[0] is not interaction:
-            text = _as_text(interaction.request.body)
+            text = _as_text(self._scrubbed_body(interaction))
             entry = self._bodies[id(interaction)] = (interaction, text, _json_value(text))
         return entry[1], entry[2]
+
+    @staticmethod
+    def _scrubbed_body(interaction: Interaction):
+        """A recorded body as a recording made now would hold it (older cassettes may hold
+        credentials that incoming requests no longer show)."""
+        request = interaction.request
+        body = request.body
+        if not body:
+            return body
+        content_type = next((v[0] for k, v in request.headers.items()
+                             if k.lower() == "content-type" and v), "")
+        raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+        _, scrubbed, _ = scrub_request(request.url, (), raw, content_type)
+        if scrubbed is raw:
+            return body
+        return scrubbed.decode("utf-8", "surrogateescape") if isinstance(body, str) else scrubbed
+
+    @staticmethod
+    def shown_url(url: str) -> str:
+        return scrub_line(url)
 
     def differences(self, interaction: Interaction, request: IncomingRequest) -> list[str]:
         """What differs between the recorded request and `request`, in the rules' parts."""
@@ -156,8 +178,7 @@ class Matcher:
         if "method" in self.rules.parts and recorded.method.upper() != request.method.upper():
             found.append(f"method: recorded {recorded.method}, sent {request.method}")
         if "url" in self.rules.parts and normalized_url(recorded.url) != normalized_url(request.url):
-            found.append(f"url: recorded {filters.redact_url(recorded.url)}, "
-                         f"sent {filters.redact_url(request.url)}")
+            found.append(f"url: recorded {scrub_line(recorded.url)}, sent {scrub_line(request.url)}")
         if "body" in self.rules.parts:
             difference = self._body_difference(interaction, request.body)
             if difference:
@@ -187,7 +208,7 @@ class Matcher:
 
         def usable(headers):
             return {canonical_header_key(k): v for k, v in headers.items()
-                    if k.lower() not in filters.CREDENTIAL_HEADERS}
+                    if not is_credential_header(k) and k.lower() != "x-vcr-cassette"}
 
         recorded, sent = usable(recorded), usable(sent)
         for name in sorted(set(recorded) | set(sent)):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import filters
+from .credentials import request_secrets, scrub_interaction
 from .cassette import Interaction, Request, Response
 from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
 from .timing import Timing, body_hash, event_times
@@ -173,9 +174,9 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
                    ) -> tuple[Interaction, Timing]:
     """The interaction go-vcr would record for `exchange`, and its event timing.
 
-    Credentials (auth headers, cookies, `key=` parameters) are dropped whatever the policy.
+    Credentials are scrubbed whatever the policy (credentials.py): by name, by value, by shape.
     """
-    url = filters.redact_url(exchange.url)
+    url = exchange.url
     parts = urlsplit(url)
     request_content_type = _header(exchange.request_headers, "content-type")
     request = Request(
@@ -183,9 +184,7 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
         content_length=len(exchange.request_body),
         host="",
         body=_text(exchange.request_body),
-        form={k: v for k, v in parse_form(exchange.method, parts.query, request_content_type,
-                                          exchange.request_body).items()
-              if not filters.is_credential_param(k)},
+        form=parse_form(exchange.method, parts.query, request_content_type, exchange.request_body),
         headers=_header_map(filters.request_headers(exchange.request_headers, header_policy)),
         url=url,
         method=exchange.method,
@@ -204,8 +203,7 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     response = Response(
         proto=proto, proto_major=major, proto_minor=minor,
         transfer_encoding=["chunked"] if chunked and major == 1 else [],
-        trailer=_header_map([(n, v) for n, v in exchange.trailers
-                             if n.lower() not in filters.CREDENTIAL_HEADERS]),
+        trailer=_header_map(exchange.trailers),
         content_length=content_length,
         uncompressed=decoded,
         body=_text(body),
@@ -217,8 +215,16 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     )
     arrivals = _decoded_arrivals(exchange.arrivals, exchange.response_body, encoding if decoded else "")
     ms = [(size, (at - exchange.started) * 1e3) for size, at in arrivals]
-    timing = Timing(id=interaction_id, body_hash=body_hash(body),
+    interaction = Interaction(id=interaction_id, request=request, response=response)
+    # Headers the policy leaves out carry credentials too: their values are scrubbed wherever
+    # they echo.
+    secrets = request_secrets(exchange.request_headers, exchange.url, exchange.request_body,
+                              request_content_type)
+    for name, value in exchange.response_headers + exchange.trailers:
+        secrets.add_header(name, value)
+    scrub_interaction(interaction, secrets)
+    timing = Timing(id=interaction_id, body_hash=body_hash(response.body),
                     headers_ms=(exchange.headers_at - exchange.started) * 1e3,
                     events_ms=event_times(body, ms),
                     end_ms=(exchange.ended - exchange.started) * 1e3)
-    return Interaction(id=interaction_id, request=request, response=response), timing
+    return interaction, timing

@@ -166,8 +166,9 @@ class ReplayServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1].decode("latin-1")
-            plan = self.plans.pop(path.removeprefix(REPLAY_PATH), None)
+            # The target may come in absolute form (a plain-HTTP flow in upstream proxy mode).
+            target = head.split(b" ", 2)[1].decode("latin-1")
+            plan = self.plans.pop(target.rpartition(REPLAY_PATH)[2], None)
             if plan is None:
                 writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return

@@ -98,8 +98,9 @@ def test_check_fails_on_anything_that_looks_like_a_credential(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert any("request header Authorization" in line for line in lines)
-    assert any("request url has a key parameter" in line for line in lines)
-    assert any("request body holds an API key" in line for line in lines)
+    assert any("request url parameter key" in line for line in lines)
+    assert any("request body: a credential's value" in line for line in lines)
+    assert not any(LEAKY_KEY in line or "AIza" in line for line in lines)
     assert all(f"vcr-proxy redact {path}" in line for line in lines)
 
 

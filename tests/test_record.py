@@ -157,8 +157,10 @@ def test_error_status_and_credentials_never_reach_the_disk(tmp_path, upstream, c
         # The upstream did get the credentials: only the disk must not.
         assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {TEST_KEY}"
         interaction = load(proxy.cassettes / "default.yaml").interactions[0]
-        assert interaction.request.url == "https://generativelanguage.googleapis.com/status/429?alt=sse"
-        assert interaction.request.form == {"alt": ["sse"]}
+        # The key keeps its place, so the cassette shows it was sent.
+        assert interaction.request.url == ("https://generativelanguage.googleapis.com/status/429"
+                                           "?alt=sse&key=REDACTED")
+        assert interaction.request.form == {"alt": ["sse"], "key": ["REDACTED"]}
         assert (interaction.response.status, interaction.response.code) == ("429 Too Many Requests", 429)
         assert "Set-Cookie" not in interaction.response.headers
         assert "Content-Length" in interaction.response.headers

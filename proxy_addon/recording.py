@@ -1,0 +1,152 @@
+"""Recording flows: a stream passes through live while a copy is kept, and each completed
+exchange is scrubbed of credentials and appended to its cassette."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mitmproxy import http
+
+from .credentials import Secrets, request_secrets, scrub_line
+from .errors import CassetteError
+from .persisters.filesystem import CassetteWriter
+from .recorder import DecodeError, Exchange, PendingRecording, stream_is_finished, to_interaction
+from .serializers.emitter import Layout
+
+log = logging.getLogger("vcr-proxy")
+
+
+class Recorder:
+    """One writer per cassette, and the recordings still in flight."""
+
+    def __init__(self) -> None:
+        self.writers: dict[Path, CassetteWriter] = {}
+        self._opening: dict[Path, asyncio.Lock] = {}
+        self.in_flight: set[int] = set()  # id() of recordings whose exchange is not over
+
+    def forget(self, path: Path | None = None) -> None:
+        """Drop the writer of `path` (all writers if None): the next recording opens it anew."""
+        if path is None:
+            self.writers.clear()
+        else:
+            self.writers.pop(path, None)
+
+    async def writer(self, path: Path, layout: Layout, fresh: bool) -> CassetteWriter:
+        writer = self.writers.get(path)
+        if writer is None:
+            async with self._opening.setdefault(path, asyncio.Lock()):
+                writer = self.writers.get(path)
+                if writer is None:
+                    writer = await asyncio.to_thread(CassetteWriter, path, layout, fresh)
+                    self.writers[path] = writer
+        return writer
+
+    def begin(self, flow: http.HTTPFlow, writer: CassetteWriter, upstream: str) -> None:
+        request = flow.request
+        secrets = request_secrets(request.headers.items(multi=True), request.pretty_url,
+                                  request.raw_content or b"", request.headers.get("content-type", ""))
+        recording = PendingRecording(writer=writer, id=writer.reserve_id(),
+                                     url=request.pretty_url, started=request.timestamp_start)
+        flow.metadata["vcr"] = recording
+        flow.metadata["vcr_secrets"] = secrets
+        self.in_flight.add(id(recording))
+        if upstream:
+            reroute(flow, upstream)
+
+    @staticmethod
+    def responseheaders(flow: http.HTTPFlow) -> None:
+        recording: PendingRecording | None = flow.metadata.get("vcr")
+        if recording is None:
+            return
+        headers = flow.response.headers
+        if ("text/event-stream" in headers.get("content-type", "").lower()
+                or "content-length" not in headers
+                or "chunked" in headers.get("transfer-encoding", "").lower()):
+            recording.streamed = True
+            flow.response.stream = recording.on_chunk
+
+    async def response(self, flow: http.HTTPFlow, header_policy: str) -> int | None:
+        """Save a completed exchange; its interaction id, or None if it was not recorded."""
+        recording: PendingRecording | None = flow.metadata.pop("vcr", None)
+        if recording is None:
+            return None
+        try:
+            return await self._save(flow, recording, header_policy)
+        finally:
+            self.in_flight.discard(id(recording))
+
+    async def error(self, flow: http.HTTPFlow, header_policy: str) -> int | None:
+        recording: PendingRecording | None = flow.metadata.pop("vcr", None)
+        if recording is None:
+            return None
+        try:
+            if recording.streamed and (recording.ended is not None or
+                                       stream_is_finished(recording.copy)):
+                # The answer is whole: the client hung up as it ended (SDKs close a stream once
+                # they have read its final event), which changes nothing worth recording.
+                if recording.ended is None:
+                    recording.ended = recording.arrivals[-1][1]
+                return await self._save(flow, recording, header_policy)
+            reason = flow.error.msg if flow.error else "unknown error"
+            log.warning(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
+                        f"the exchange did not complete ({scrub_line(reason, self._secrets(flow))})")
+            return None
+        finally:
+            self.in_flight.discard(id(recording))
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (up to `timeout`) until no recorded exchange is still in flight."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    def _secrets(flow: http.HTTPFlow) -> Secrets | None:
+        return flow.metadata.get("vcr_secrets")
+
+    def _shown(self, flow: http.HTTPFlow, recording: PendingRecording) -> str:
+        return scrub_line(recording.url, self._secrets(flow))
+
+    async def _save(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str) -> int | None:
+        response = flow.response
+        streamed = recording.streamed
+        body = recording.copy if streamed else (response.raw_content or b"")
+        ended = recording.ended if streamed else (response.timestamp_end or time.time())
+        exchange = Exchange(
+            method=flow.request.method, url=recording.url,
+            request_headers=list(flow.request.headers.items(multi=True)),
+            request_body=flow.request.raw_content or b"",
+            http_version=response.http_version, status_code=response.status_code,
+            reason=response.reason, response_headers=list(response.headers.items(multi=True)),
+            response_body=body, started=recording.started,
+            headers_at=response.timestamp_start or recording.started, ended=ended,
+            arrivals=recording.arrivals if streamed else [(len(body), ended)],
+            trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
+        )
+        try:
+            interaction, timing = to_interaction(exchange, recording.id, header_policy)
+            await asyncio.to_thread(recording.writer.append, interaction, timing)
+        except (DecodeError, CassetteError, OSError) as error:
+            log.error(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
+                      f"{scrub_line(str(error), self._secrets(flow))}")
+            return None
+        events = f", {len(timing.events_ms)} events" if streamed else ""
+        log.info(f"recorded {flow.request.method} {interaction.request.url} -> "
+                 f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
+                 f"{events} -> {recording.writer.path}#{recording.id}")
+        return recording.id
+
+
+def reroute(flow: http.HTTPFlow, upstream: str) -> None:
+    """Send the request to `upstream` (a base URL); the recording keeps the public URL."""
+    parts = urlsplit(upstream)
+    prefix = parts.path.rstrip("/")
+    flow.request.scheme = parts.scheme
+    flow.request.host = parts.hostname
+    flow.request.port = parts.port or (443 if parts.scheme == "https" else 80)
+    if prefix:
+        flow.request.path = prefix + flow.request.path
