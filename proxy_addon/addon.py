@@ -23,7 +23,8 @@ from mitmproxy.proxy import layers  # noqa: E402
 
 from proxy_addon import filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
-from proxy_addon.credentials import scrub_line  # noqa: E402
+from proxy_addon.credentials import (  # noqa: E402
+    MARKER, is_credential_header, request_secrets, scrub_line, scrub_request)
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import Player, incoming_request  # noqa: E402
@@ -356,11 +357,33 @@ class VcrProxy:
         recorded = await self.recorder.response(flow, ctx.options.vcr_headers)
         if recorded is not None:
             self.session.recorded.append(recorded)
+        hide_credentials(flow)
 
     async def error(self, flow: http.HTTPFlow) -> None:
         recorded = await self.recorder.error(flow, ctx.options.vcr_headers)
         if recorded is not None:
             self.session.recorded.append(recorded)
+        hide_credentials(flow)
+
+
+def hide_credentials(flow: http.HTTPFlow) -> None:
+    """Once an exchange is over, scrub the flow itself, so that what mitmproxy prints or saves
+    of it (mitmdump's flow lines, save_stream_file) holds no credential either."""
+    request = flow.request
+    secrets = flow.metadata.get("vcr_secrets")
+    if secrets is None:
+        secrets = request_secrets(request.headers.items(multi=True), request.path, b"", "")
+    if "?" in request.path:
+        request.path = scrub_line(request.path, secrets)
+    for message in (request, flow.response):
+        if message is None:
+            continue
+        for name in {n for n in message.headers if is_credential_header(n)}:
+            message.headers[name] = MARKER
+    if request.raw_content and "content-encoding" not in request.headers:
+        _, body, _ = scrub_request(request.path, (), request.raw_content, request.headers.get("content-type", ""))
+        if body is not request.raw_content:
+            request.raw_content = body
 
 
 addons = [VcrProxy()]

@@ -71,7 +71,9 @@ def is_credential_param(name: str) -> bool:
 def is_credential_field(name: str) -> bool:
     """A JSON field whose string value is a credential."""
     squashed = re.sub(r"[^a-z0-9]", "", name.lower())
-    return squashed.endswith(_FIELD_SUFFIXES)
+    # Header names held in JSON (a gateway's config, an echo of the request) count as headers.
+    return (squashed.endswith(_FIELD_SUFFIXES) or squashed in ("cookie", "setcookie")
+            or ("-" in name and is_credential_header(name)))
 
 
 # Shapes of API keys and tokens, named for the findings `vcr-proxy check` prints.

@@ -55,12 +55,25 @@ def normalized_url(url: str) -> str:
 
 
 def _as_text(body: str | bytes) -> str | bytes:
-    if isinstance(body, bytes):
+    if isinstance(body, (bytes, bytearray)):
+        if body.startswith(b"--"):
+            body = _without_boundary(body, b"--vcr-proxy-boundary")
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             return body
+    elif body.startswith("--"):
+        body = _without_boundary(body, "--vcr-proxy-boundary")
     return body.replace("\r\n", "\n")
+
+
+def _without_boundary(body, fixed):
+    """A multipart body with its boundary (random per request) replaced by a fixed one."""
+    newline = "\r\n" if isinstance(body, str) else b"\r\n"
+    boundary = body.split(newline, 1)[0]
+    if not 2 < len(boundary) <= 72 or (b" " if isinstance(body, bytes) else " ") in boundary:
+        return body
+    return body.replace(boundary, fixed)
 
 
 def _json_value(text: str | bytes):

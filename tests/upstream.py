@@ -234,6 +234,16 @@ class Upstream:
             code = int(path.rsplit("/", 1)[1])
             await self._json(send, code, {"error": {"message": f"status {code}", "code": code}},
                              extra=[(b"set-cookie", b"session=SECRET-COOKIE-VALUE")])
+        elif path == "/echo":
+            # Echoes the caller's credentials back, as error bodies and gateways do: in the
+            # body, and each header value in a response header of its own.
+            query = scope["query_string"].decode()
+            status = 401 if "status=401" in query else 200
+            payload = {"error": {"message": "Incorrect API key provided: "
+                                 + headers.get("authorization", "(none)")},
+                       "headers": headers, "query": query, "body": body.decode("utf-8", "replace")}
+            extra = [(f"x-echo-{n}".encode(), value.encode()) for n, value in enumerate(headers.values())]
+            await self._json(send, status, payload, extra=extra)
         elif path == "/hang":
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream")]})

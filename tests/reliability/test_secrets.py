@@ -51,3 +51,103 @@ def test_no_credential_reaches_the_disk(tmp_path, upstream, mode, headers_policy
             data = path.read_bytes()
             for secret in (KEY, GOOGLE, COOKIE, "S3CR3T"):
                 assert secret.encode() not in data, (secret, path)
+
+
+# Every credential form of the hermetic-replay issue: gateway headers, query names, form,
+# multipart and JSON bodies; the upstream echoes each back in its body and headers.
+GATEWAY_HEADERS = ["Authorization", "Proxy-Authorization", "X-Api-Key", "Api-Key", "X-Goog-Api-Key",
+                   "X-Amz-Security-Token", "Cf-Aig-Authorization", "X-Portkey-Api-Key",
+                   "X-Portkey-Virtual-Key", "Helicone-Auth", "Ocp-Apim-Subscription-Key",
+                   "X-Auth-Token", "X-Api-Token", "Cookie"]
+QUERY_NAMES = ["token", "subscription-key", "x-api-key", "api%5Fkey", "key", "access_token"]
+
+
+def _secret(form: str) -> str:
+    return f"S3CR3T-{form.replace('%', '').lower()}-0123456789"
+
+
+def credential_forms() -> list[tuple[str, dict]]:
+    """(form, httpx request arguments) for each credential form."""
+    forms = []
+    for name in GATEWAY_HEADERS:
+        value = _secret(name)
+        forms.append((f"header {name}", {"headers": {name: f"Bearer {value}" if "Authorization" in name
+                                                     else (f"session={value}" if name == "Cookie" else value)},
+                                         "json": {"model": "m"}}))
+    for name in QUERY_NAMES:
+        forms.append((f"query {name}", {"params_raw": f"alt=sse&{name}={_secret(name)}", "json": {"model": "m"}}))
+    forms.append(("urlencoded body", {"content": f"api_key={_secret('form1')}&access_token={_secret('form2')}&m=x",
+                                      "headers": {"Content-Type": "application/x-www-form-urlencoded"}}))
+    forms.append(("multipart body", {"files": {"file": ("a.txt", b"hello")},
+                                     "data": {"password": _secret("multipart"), "model": "whisper-1"}}))
+    forms.append(("json body", {"json": {"model": "m", "max_tokens": 5, "api_key": _secret("json1"),
+                                         "provider": {"aws_secret_access_key": _secret("json2"),
+                                                      "credentials": {"apiKey": _secret("json3")}},
+                                         "messages": [{"role": "user", "content": "hi"}]}}))
+    return forms
+
+
+def _send(client, form_args: dict, status: int, case: int):
+    # Each case its own URL: credentials are not part of a match, so new-episodes would
+    # replay the first recording for requests that differ in nothing else.
+    args = dict(form_args)
+    query = args.pop("params_raw", "")
+    url = f"https://openrouter.ai/echo?status={status}&case={case}" + (f"&{query}" if query else "")
+    return client.post(url, **args)
+
+
+@pytest.mark.parametrize("headers_policy", ["minimal", "all"])
+@pytest.mark.parametrize("mode", ["record", "new-episodes"])
+def test_every_credential_form_is_scrubbed_then_replays(tmp_path, upstream, mode, headers_policy):
+    from proxy_addon.cassette import load
+
+    from ..test_cli import _cli
+
+    forms = credential_forms()
+    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url, vcr_mode=mode,
+                      vcr_headers=headers_policy, vcr_log_replays="true").start()
+    statuses = []
+    try:
+        with recording.client() as client:
+            for index, (_, args) in enumerate(forms):
+                response = _send(client, args, 401 if index % 2 else 200, index)
+                statuses.append(response.status_code)
+                assert b"S3CR3T" in response.content  # the client itself gets the echo
+        cassette_file = recording.cassettes / "default.yaml"
+        recorded(cassette_file, len(forms))
+    finally:
+        recording.stop()
+    replaying = Proxy(tmp_path, vcr_mode="replay", vcr_log_replays="true").start()
+    try:
+        with replaying.client() as client:
+            for index, (form, args) in enumerate(forms):
+                response = _send(client, args, 401 if index % 2 else 200, index)
+                assert response.status_code == statuses[index], (form, response.text[:300])
+                assert b"S3CR3T" not in response.content, form
+            # A miss echoes nothing either: neither in the 404 body nor in the log.
+            miss = _send(client, {"json": {"model": "other", "api_key": _secret("miss")}}, 200, 0)
+            assert miss.status_code == 404 and b"S3CR3T" not in miss.content
+    finally:
+        replaying.stop()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "mitmproxy" not in path.parts:
+            assert b"S3CR3T" not in path.read_bytes(), path
+    # Each form written into a cassette by hand is flagged by check; redact clears them all.
+    cassette = load(cassette_file)
+    check_problems = 0
+    for interaction, (form, args) in zip(cassette.interactions, forms):
+        leaky = tmp_path / "leaky" / f"{form.replace(' ', '_').replace('%', '')}.yaml"
+        leaky.parent.mkdir(exist_ok=True)
+        one = load(cassette_file)
+        one.interactions = [one.interactions[interaction.id]]
+        if form.startswith("header "):  # not recorded at all under the minimal policy
+            one.interactions[0].request.headers[form.split()[1]] = [_secret(form)]
+        text = one.dumps().replace("REDACTED", _secret(form))
+        leaky.write_text(text)
+        result = _cli("check", str(leaky))
+        assert result.returncode == 1, (form, text[:2000])
+        assert "S3CR3T" not in result.stderr
+        check_problems += 1
+    assert _cli("redact", str(tmp_path / "leaky")).returncode == 0
+    assert _cli("check", str(tmp_path / "leaky")).returncode == 0
+    assert check_problems == len(forms)

@@ -1,0 +1,159 @@
+"""Credentials found by name, by value and by shape, and replaced in place; driven without a proxy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy_addon.cassette import Interaction, Request, Response, load, loads
+from proxy_addon.credentials import (MARKER, cassette_findings, is_credential_field, is_credential_header,
+                                     is_credential_param, redact_cassette, scrub_interaction, scrub_line,
+                                     scrub_request)
+
+from .conftest import corpus_files
+
+SECRET = "s3cr3t-VALUE-0123456789"
+
+GATEWAY_HEADERS = ["Authorization", "Proxy-Authorization", "X-Api-Key", "Api-Key", "X-Goog-Api-Key",
+                   "X-Amz-Security-Token", "Cf-Aig-Authorization", "X-Portkey-Api-Key",
+                   "X-Portkey-Virtual-Key", "Helicone-Auth", "Ocp-Apim-Subscription-Key", "X-Auth-Token",
+                   "X-Api-Token", "Cookie", "Set-Cookie", "X-Client-Secret", "x_api_key"]
+HARMLESS_HEADERS = ["Content-Type", "User-Agent", "Anthropic-Version", "Openai-Organization",
+                    "X-Ratelimit-Remaining-Tokens", "Anthropic-Ratelimit-Input-Tokens-Limit",
+                    "Access-Control-Allow-Credentials", "X-Request-Id", "X-Stainless-Os"]
+
+
+@pytest.mark.parametrize("name", GATEWAY_HEADERS)
+def test_credential_headers_by_name(name):
+    assert is_credential_header(name) and is_credential_header(name.upper())
+
+
+@pytest.mark.parametrize("name", HARMLESS_HEADERS)
+def test_harmless_headers_stay(name):
+    assert not is_credential_header(name)
+
+
+@pytest.mark.parametrize("name", ["key", "api_key", "api%5Fkey", "API-KEY", "apikey", "token", "access_token",
+                                  "subscription-key", "x-api-key", "sig", "client_secret", "auth"])
+def test_credential_parameters_by_decoded_name(name):
+    assert is_credential_param(name)
+
+
+@pytest.mark.parametrize("name, credential", [
+    ("api_key", True), ("apiKey", True), ("access_token", True), ("refresh_token", True),
+    ("client_secret", True), ("aws_secret_access_key", True), ("aws_session_token", True),
+    ("password", True), ("openaiApiKey", True),
+    ("max_tokens", False), ("prompt_tokens", False), ("reasoning_tokens", False), ("token", False),
+    ("key", False), ("content", False), ("text", False), ("name", False)])
+def test_json_fields_by_name(name, credential):
+    assert is_credential_field(name) == credential
+
+
+def _interaction(url="https://openrouter.ai/api/v1/chat/completions", body="", response_body="",
+                 request_headers=None, response_headers=None, form=None) -> Interaction:
+    return Interaction(
+        id=0,
+        request=Request(url=url, method="POST", body=body, headers=request_headers or {}, form=form or {}),
+        response=Response(body=response_body, headers=response_headers or {}, status="200 OK", code=200))
+
+
+def test_every_form_is_scrubbed_in_place_and_echoes_go_too():
+    llm_body = {"model": "m", "max_tokens": 5, "api_key": SECRET,
+                "metadata": {"auth": {"apiKey": SECRET + "-2"}},
+                "tools": [{"type": "function", "function": {"name": "login", "parameters": {
+                    "type": "object", "properties": {"password": {"type": "string"}}}}}],
+                "messages": [{"role": "user", "content": "my token is short"}]}
+    interaction = _interaction(
+        url=f"https://openrouter.ai/api/v1/x?alt=sse&api%5Fkey={SECRET}-3&token=t0k3n-abcdefgh",
+        body=json.dumps(llm_body),
+        request_headers={"Authorization": [f"Bearer {SECRET}-4"], "Content-Type": ["application/json"]},
+        response_body=json.dumps({"error": {"message": f"Incorrect API key provided: {SECRET}-4"},
+                                  "echo": f"{SECRET}-3 and t0k3n-abcdefgh",
+                                  "usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+        response_headers={"X-Echo": [f"Bearer {SECRET}-4"], "Set-Cookie": ["s=cookie-value-123; Path=/"]})
+    found = scrub_interaction(interaction)
+    text = repr(interaction)
+    assert SECRET not in text and "t0k3n" not in text and "cookie-value" not in text
+    body = json.loads(interaction.request.body)
+    assert body["api_key"] == MARKER and body["metadata"]["auth"]["apiKey"] == MARKER
+    assert body["max_tokens"] == 5 and body["messages"] == llm_body["messages"]
+    assert body["tools"] == llm_body["tools"]
+    assert interaction.request.url == ("https://openrouter.ai/api/v1/x?alt=sse&api%5Fkey=REDACTED"
+                                       "&token=REDACTED")
+    assert "Authorization" not in interaction.request.headers
+    assert interaction.response.headers["X-Echo"] == [MARKER]
+    assert json.loads(interaction.response.body)["usage"] == {"prompt_tokens": 3, "completion_tokens": 4}
+    assert found and all(SECRET not in place for place in found)
+
+
+def test_urlencoded_and_multipart_form_fields():
+    urlencoded = _interaction(body=f"api_key={SECRET}&access_token={SECRET}x&model=m",
+                              request_headers={"Content-Type": ["application/x-www-form-urlencoded"]},
+                              form={"api_key": [SECRET], "access_token": [SECRET + "x"], "model": ["m"]})
+    scrub_interaction(urlencoded)
+    assert urlencoded.request.body == "api_key=REDACTED&access_token=REDACTED&model=m"
+    assert urlencoded.request.form == {"api_key": [MARKER], "access_token": [MARKER], "model": ["m"]}
+    multipart_body = ("--XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nhunter2\r\n"
+                      "--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n")
+    multipart = _interaction(body=multipart_body,
+                             request_headers={"Content-Type": ["multipart/form-data; boundary=XyZ"]})
+    scrub_interaction(multipart)
+    assert "hunter2" not in multipart.request.body and "whisper-1" in multipart.request.body
+    assert "name=\"password\"\r\n\r\nREDACTED\r\n" in multipart.request.body
+
+
+@pytest.mark.parametrize("key", ["sk-or-v1-" + "ab12" * 16, "sk-ant-api03-" + "x" * 40, "sk-proj-" + "Y" * 40,
+                                 "AIza" + "Q" * 35, "AKIA" + "ABCDEFGHIJKLMNOP", "ghp_" + "a" * 36,
+                                 "xoxb-1234567890-abcdef", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlMTIz",
+                                 "gsk_" + "g" * 45, "hf_" + "h" * 34])
+def test_key_shapes_anywhere(key):
+    interaction = _interaction(body=f'{{"messages": [{{"content": "use {key} please"}}]}}',
+                               response_body=f"data: {{\"echo\": \"{key}\"}}\n\n")
+    found = scrub_interaction(interaction)
+    assert key not in repr(interaction) and len(found) == 2
+    assert all(key not in place for place in found)
+
+
+def test_shapes_inside_longer_words_are_not_keys():
+    interaction = _interaction(body='{"content": "task-' + "a" * 40 + '"}')
+    assert scrub_interaction(interaction) == []
+
+
+def test_long_bodies_keep_their_type():
+    text_body = bytearray(b'data: {"x": "' + b"y" * 100 + b'", "api_key": "' + SECRET.encode() + b'"}\n\n')
+    binary = b"\xff\xfe" + SECRET.encode()
+    interaction = _interaction(response_body=text_body)
+    interaction.request.body = binary
+    scrub_interaction(interaction, None)
+    assert isinstance(interaction.response.body, bytearray) and SECRET.encode() not in interaction.response.body
+    assert isinstance(interaction.request.body, bytes)
+
+
+def test_incoming_requests_scrub_like_recordings():
+    url, body, secrets = scrub_request(f"https://generativelanguage.googleapis.com/v1?key={SECRET}",
+                                       [("Authorization", "Bearer sk-xyz-123456789")],
+                                       json.dumps({"api_key": SECRET, "echo": "sk-xyz-123456789"}).encode(),
+                                       "application/json")
+    assert url.endswith("?key=REDACTED") and SECRET.encode() not in body and b"sk-xyz" not in body
+    assert scrub_line(f"GET /x?key={SECRET}&alt=sse failed for {SECRET}", secrets) == \
+        "GET /x?key=REDACTED&alt=sse failed for REDACTED"
+
+
+def test_check_findings_name_places_never_values_and_redact_clears_them(tmp_path):
+    cassette = load(corpus_files()[0])
+    first = cassette.interactions[0]
+    first.request.headers["X-Portkey-Api-Key"] = [SECRET]
+    first.request.url += f"?subscription-key={SECRET}"
+    findings = cassette_findings(cassette)
+    assert any("request header X-Portkey-Api-Key" in f for f in findings)
+    assert any("request url parameter subscription-key" in f for f in findings)
+    assert all(SECRET not in f for f in findings)
+    assert redact_cassette(cassette)
+    again = loads(cassette.dumps())
+    assert cassette_findings(again) == [] and not redact_cassette(again)
+
+
+def test_the_corpus_holds_no_credential():
+    for path in corpus_files():
+        assert cassette_findings(load(path)) == [], path
