@@ -124,16 +124,27 @@ def list_cassettes(folder: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.option("--raw", is_flag=True, help="Bodies' previews instead of the conversation.")
 @click.argument("cassette", type=click.Path())
-def show(as_json: bool, cassette: str) -> None:
-    """Each interaction of CASSETTE: id, method, URL, status, duration, previews."""
+def show(as_json: bool, raw: bool, cassette: str) -> None:
+    """Each interaction of CASSETTE as a transcript: request line, model, the new input
+    messages, the assistant's text and tool calls, finish reason, usage and timings."""
     import json as json_module
+
+    from .transcript import transcript, transcript_json
 
     try:
         loaded = load(cassette)
     except CassetteError as error:
         _report([str(error)])
         sys.exit(1)
+    if not raw:
+        if as_json:
+            click.echo(json_module.dumps(transcript_json(Path(cassette), loaded), ensure_ascii=False,
+                                         indent=2))
+        else:
+            click.echo("\n".join(transcript(Path(cassette), loaded)))
+        return
     described = [describe(i) for i in loaded.interactions]
     if as_json:
         click.echo(json_module.dumps({"cassette": cassette, "layout": loaded.layout.name,
