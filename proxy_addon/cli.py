@@ -157,6 +157,30 @@ def show(as_json: bool, raw: bool, cassette: str) -> None:
         click.echo(f"    response: {item['response'][:100]}")
 
 
+@main.command()
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(),
+              help="The HTML file to write.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def report(output: str, paths: tuple[str, ...]) -> None:
+    """One self-contained HTML page for cassettes (files, or folders searched recursively):
+    an index, and each interaction's transcript with its timeline."""
+    from .report import read, render
+
+    problems: list[str] = []
+    readings = [read(path, cassette) for path, cassette in loaded_cassettes(paths, problems)]
+    _report(problems)
+    if not readings:
+        _report([f"{' '.join(paths)}: no cassette to report on; name .yaml files or folders that hold them"])
+        sys.exit(1)
+    try:
+        Path(output).write_text(render(readings), encoding="utf-8")
+    except OSError as error:
+        _report([f"{output}: cannot write the report ({error.strerror}); choose another -o path"])
+        sys.exit(1)
+    click.echo(f"wrote {output} ({len(readings)} cassettes)")
+    sys.exit(1 if problems else 0)
+
+
 @main.command("fmt")
 @click.option("--check", "check_only", is_flag=True,
               help="Write nothing; list the files that would change and exit 1 if any.")
