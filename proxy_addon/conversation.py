@@ -736,10 +736,10 @@ def read_exchange(interaction: Interaction, timing: Timing | None = None) -> Exc
 
 def _timings(timing: Timing, exchange: Exchange) -> Timings:
     found = Timings(timing.headers_ms, timing.end_ms, len(timing.events_ms), list(timing.events_ms))
-    if exchange.first_event is not None and exchange.first_event < len(timing.events_ms):
+    if not exchange.streamed:
+        found.first_token_ms = timing.end_ms  # the whole answer arrives with the body
+    elif exchange.first_event is not None and exchange.first_event < len(timing.events_ms):
         found.first_token_ms = timing.events_ms[exchange.first_event]
-    elif exchange.first_event is not None or not exchange.streamed:
-        found.first_token_ms = timing.headers_ms if not exchange.streamed else None
     start = found.first_token_ms if found.first_token_ms is not None else timing.headers_ms
     seconds = (timing.end_ms - start) / 1e3
     tokens = exchange.usage.output
