@@ -124,16 +124,27 @@ def list_cassettes(folder: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.option("--raw", is_flag=True, help="Bodies' previews instead of the conversation.")
 @click.argument("cassette", type=click.Path())
-def show(as_json: bool, cassette: str) -> None:
-    """Each interaction of CASSETTE: id, method, URL, status, duration, previews."""
+def show(as_json: bool, raw: bool, cassette: str) -> None:
+    """Each interaction of CASSETTE as a transcript: request line, model, the new input
+    messages, the assistant's text and tool calls, finish reason, usage and timings."""
     import json as json_module
+
+    from .transcript import transcript, transcript_json
 
     try:
         loaded = load(cassette)
     except CassetteError as error:
         _report([str(error)])
         sys.exit(1)
+    if not raw:
+        if as_json:
+            click.echo(json_module.dumps(transcript_json(Path(cassette), loaded), ensure_ascii=False,
+                                         indent=2))
+        else:
+            click.echo("\n".join(transcript(Path(cassette), loaded)))
+        return
     described = [describe(i) for i in loaded.interactions]
     if as_json:
         click.echo(json_module.dumps({"cassette": cassette, "layout": loaded.layout.name,
@@ -144,6 +155,96 @@ def show(as_json: bool, cassette: str) -> None:
                    f"in {item['duration']}{' (stream)' if item['streamed'] else ''}")
         click.echo(f"    request:  {item['request'][:100]}")
         click.echo(f"    response: {item['response'][:100]}")
+
+
+@main.command()
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(),
+              help="The HTML file to write.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def report(output: str, paths: tuple[str, ...]) -> None:
+    """One self-contained HTML page for cassettes (files, or folders searched recursively):
+    an index, and each interaction's transcript with its timeline."""
+    from .report import read, render
+
+    problems: list[str] = []
+    readings = [read(path, cassette) for path, cassette in loaded_cassettes(paths, problems)]
+    _report(problems)
+    if not readings:
+        _report([f"{' '.join(paths)}: no cassette to report on; name .yaml files or folders that hold them"])
+        sys.exit(1)
+    try:
+        Path(output).write_text(render(readings), encoding="utf-8")
+    except OSError as error:
+        _report([f"{output}: cannot write the report ({error.strerror}); choose another -o path"])
+        sys.exit(1)
+    click.echo(f"wrote {output} ({len(readings)} cassettes)")
+    sys.exit(1 if problems else 0)
+
+
+@main.command("diff")
+@click.option("--text", "show_text", is_flag=True, help="A text diff under each wording change.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
+    """What changed between two recordings (cassettes, or folders paired by file name).
+
+    One line per change. Exit 0 when the same or only the wording changed, 1 when behaviour
+    changed (tool calls, arguments, finish reason, status, response structure) or requests were
+    added or are missing, 2 on an error.
+    """
+    import json as json_module
+
+    from .drift import REQUESTS, SEVERITY, Change, CassetteDrift, compare, overall
+
+    old_path, new_path = Path(old), Path(new)
+    for path in (old_path, new_path):
+        if not path.exists():
+            _report([f"{path}: no such file or folder"])
+            sys.exit(2)
+    if old_path.is_dir() != new_path.is_dir():
+        _report([f"{new if new_path.is_dir() else old}: is a folder and the other is a file; "
+                 "compare two cassettes or two folders"])
+        sys.exit(2)
+    if old_path.is_dir():
+        def relative(root):
+            files, _ = cassette_files((str(root),))
+            return {str(f.relative_to(root)): f for f in files}
+        olds, news = relative(old_path), relative(new_path)
+        names = sorted(set(olds) | set(news))
+    else:
+        olds, news, names = {str(new_path): old_path}, {str(new_path): new_path}, [str(new_path)]
+    drifts = []
+    for name in names:
+        if name not in news or name not in olds:
+            what = "missing" if name not in news else "added"
+            drifts.append(CassetteDrift(name, [Change(REQUESTS, None, "cassette", detail=what)]))
+            continue
+        try:
+            before, after = load(olds[name]), load(news[name])
+            drifts.append(compare(name, before, after))
+        except CassetteError as error:
+            _report([f"{error}"])
+            sys.exit(2)
+        except Exception as error:  # a reading bug must still end in one line, not a traceback
+            _report([f"{news[name]}: cannot compare with {olds[name]} ({type(error).__name__}: {error})"])
+            sys.exit(2)
+    kind = overall(d.kind for d in drifts)
+    if as_json:
+        click.echo(json_module.dumps({"class": kind, "cassettes": [
+            {"name": d.name, "class": d.kind, "changes": [c.to_json() for c in d.changes]}
+            for d in drifts]}, ensure_ascii=False, indent=2))
+    else:
+        prefix = old_path.is_dir()
+        for drift in drifts:
+            for change in drift.changes:
+                click.echo(f"{drift.name} {change.line()}" if prefix else change.line())
+                if show_text and change.text_diff:
+                    click.echo("\n".join(f"    {line}" for line in change.text_diff))
+        counts = {k: sum(c.kind == k for d in drifts for c in d.changes) for k in SEVERITY[1:]}
+        click.echo(f"{kind}: " + (", ".join(f"{n} {k}" for k, n in counts.items() if n)
+                                  or f"{len(drifts)} cassette{'s' if len(drifts) != 1 else ''} compared"))
+    sys.exit(1 if kind in ("behaviour", "requests") else 0)
 
 
 @main.command("fmt")

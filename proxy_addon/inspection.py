@@ -20,9 +20,12 @@ _USAGE_FIELDS = (("prompt_tokens", "completion_tokens"),  # OpenAI, OpenRouter, 
 class Usage:
     input: int = 0
     output: int = 0
+    cached: int = 0  # of the input, read from a prompt cache
+    reasoning: int = 0  # of the output (OpenAI) or besides it (Gemini's thoughts), as reported
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.input + other.input, self.output + other.output)
+        return Usage(self.input + other.input, self.output + other.output,
+                     self.cached + other.cached, self.reasoning + other.reasoning)
 
 
 def _json_documents(body: str) -> list:
