@@ -5,28 +5,16 @@ files (the same process start, load and validation, so the ratio is what reading
 - report: `vcr-proxy report` on the whole corpus into one HTML file. Goal: under 2 s.
 
 Each command runs as a user runs it (a new process), best of 5.
-Run: `make bench` (or .venv/bin/python bench/inspect.py [CORPUS_DIR]).
+Run: `make bench` (or .venv/bin/python bench/reading.py [CORPUS_DIR]).
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
-
-if __name__ == "inspect":
-    # `python bench/SCRIPT.py` puts bench/ first on sys.path, where this file's name shadows the
-    # standard library's inspect module: whoever imports `inspect` there gets the real one.
-    import importlib.util
-    import sysconfig
-
-    _spec = importlib.util.spec_from_file_location(__name__, sysconfig.get_path("stdlib") + "/inspect.py")
-    _real = importlib.util.module_from_spec(_spec)
-    sys.modules[__name__] = _real
-    _spec.loader.exec_module(_real)
-
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "corpus"
@@ -41,7 +29,7 @@ def best_of(runs: int, args: list[str]) -> float:
         result = subprocess.run(CLI + args, capture_output=True)
         best = min(best, time.perf_counter() - start)
         if result.returncode not in (0, 1):
-            sys.exit(f"bench/inspect.py: {' '.join(args[:1])} failed: {result.stderr.decode()[-500:]}")
+            sys.exit(f"bench/reading.py: {' '.join(args[:1])} failed: {result.stderr.decode()[-500:]}")
     return best
 
 
@@ -51,7 +39,7 @@ def main() -> None:
 
     files = sorted(CORPUS.rglob("*.yaml"))
     if not files:
-        sys.exit(f"bench/inspect.py: no cassettes under {CORPUS}")
+        sys.exit(f"bench/reading.py: no cassettes under {CORPUS}")
     largest = max(files, key=lambda f: f.stat().st_size)
     runs = 5
     with tempfile.TemporaryDirectory() as folder:
