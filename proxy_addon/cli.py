@@ -5,6 +5,7 @@ Every user error is one line on stderr naming the file (and line) and what to do
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -308,7 +309,6 @@ def env(port, listen_host, confdir, shell):
 @_proxy_address_options
 def shell(port, listen_host, confdir):
     """Start a subshell whose clients go through the proxy (exit it to leave)."""
-    import os
 
     folder = Path(confdir).expanduser() if confdir else default_confdir()
     environment = dict(os.environ, **variables(listen_host, port, folder), VCR_PROXY_SHELL="1")
@@ -341,11 +341,15 @@ def shell(port, listen_host, confdir):
 @click.option("--layout", default="indent4-compact", show_default=True,
               envvar="VCR_PROXY_LAYOUT", help=f"Layout of new cassettes: {', '.join(LAYOUTS)}.")
 @click.option("--hosts", default=None, envvar="VCR_PROXY_HOSTS",
-              help="Comma-separated hosts to record (default: the major LLM APIs).")
+              help="Comma-separated hosts to record (default: the major LLM APIs); +host adds "
+                   "to the defaults.")
+@click.option("--passthrough-host", "passthrough_hosts", multiple=True, metavar="PATTERN",
+              help="A host that reaches the network untouched, in replay mode too (repeatable; "
+                   "VCR_PROXY_PASSTHROUGH_HOSTS, comma-separated).")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
 def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,
-          hosts, confdir, extra):
+          hosts, passthrough_hosts, confdir, extra):
     """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
     from .launcher import run_proxy
 
@@ -354,6 +358,9 @@ def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, he
                 "vcr_upstream": upstream, "vcr_headers": headers, "vcr_layout": layout}
     if hosts:
         settings["vcr_hosts"] = hosts
+    passthrough = [*passthrough_hosts, os.environ.get("VCR_PROXY_PASSTHROUGH_HOSTS", "")]
+    if any(passthrough):
+        settings["vcr_passthrough_hosts"] = ",".join(p for p in passthrough if p)
     for item in extra:
         key, equals, value = item.partition("=")
         if not equals:
