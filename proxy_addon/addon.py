@@ -67,7 +67,8 @@ class VcrProxy:
     modes = MODES
 
     def __init__(self) -> None:
-        self.recorder = Recorder()
+        self.recorder = Recorder(on_saved=lambda i: self.session.recorded.append(i),
+                                 on_failed=lambda message: self.session.failed.append(message))
         self.player = Player()
         self.control = ControlEndpoint(self)
         self.routes = Routes(HostPatterns(parse_hosts("")), HostPatterns(()))
@@ -353,16 +354,12 @@ class VcrProxy:
             return
         self.recorder.responseheaders(flow)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
-        recorded = await self.recorder.response(flow, ctx.options.vcr_headers)
-        if recorded is not None:
-            self.session.recorded.append(recorded)
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.recorder.response(flow, ctx.options.vcr_headers)
         hide_credentials(flow)
 
-    async def error(self, flow: http.HTTPFlow) -> None:
-        recorded = await self.recorder.error(flow, ctx.options.vcr_headers)
-        if recorded is not None:
-            self.session.recorded.append(recorded)
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.recorder.error(flow, ctx.options.vcr_headers)
         hide_credentials(flow)
 
 

@@ -26,6 +26,7 @@ class Session:
     recorded: list[int] = field(default_factory=list)
     replayed: list[int] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # interactions that could not be saved
 
     def report(self, default_cassette: str, default_mode: str) -> dict:
         data = asdict(self)

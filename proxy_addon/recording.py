@@ -23,10 +23,13 @@ log = logging.getLogger("vcr-proxy")
 class Recorder:
     """One writer per cassette, and the recordings still in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_saved=lambda interaction_id: None, on_failed=lambda message: None) -> None:
         self.writers: dict[Path, CassetteWriter] = {}
         self._opening: dict[Path, asyncio.Lock] = {}
-        self.in_flight: set[int] = set()  # id() of recordings whose exchange is not over
+        self.in_flight: set[int] = set()  # id() of recordings not yet saved or dropped
+        self._saving: set[asyncio.Task] = set()
+        self.failures: list[str] = []  # every interaction that could not be saved, this run
+        self.on_saved, self.on_failed = on_saved, on_failed
 
     def forget(self, path: Path | None = None) -> None:
         """Drop the writer of `path` (all writers if None): the next recording opens it anew."""
@@ -69,34 +72,30 @@ class Recorder:
             recording.streamed = True
             flow.response.stream = recording.on_chunk
 
-    async def response(self, flow: http.HTTPFlow, header_policy: str) -> int | None:
-        """Save a completed exchange; its interaction id, or None if it was not recorded."""
+    def response(self, flow: http.HTTPFlow, header_policy: str) -> None:
+        """Save a completed exchange, after the client has its answer: the write runs in the
+        background, so a slow disk or a large decode delays no client."""
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
-        if recording is None:
-            return None
-        try:
-            return await self._save(flow, recording, header_policy)
-        finally:
-            self.in_flight.discard(id(recording))
+        if recording is not None:
+            self._save_later(flow, recording, header_policy)
 
-    async def error(self, flow: http.HTTPFlow, header_policy: str) -> int | None:
+    def error(self, flow: http.HTTPFlow, header_policy: str) -> None:
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
         if recording is None:
-            return None
-        try:
-            if recording.streamed and (recording.ended is not None or
-                                       stream_is_finished(recording.copy)):
-                # The answer is whole: the client hung up as it ended (SDKs close a stream once
-                # they have read its final event), which changes nothing worth recording.
-                if recording.ended is None:
-                    recording.ended = recording.arrivals[-1][1]
-                return await self._save(flow, recording, header_policy)
-            reason = flow.error.msg if flow.error else "unknown error"
-            log.warning(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
-                        f"the exchange did not complete ({scrub_line(reason, self._secrets(flow))})")
-            return None
-        finally:
-            self.in_flight.discard(id(recording))
+            return
+        if recording.streamed and (recording.ended is not None or stream_is_finished(recording.copy)):
+            # The answer is whole: the client hung up as it ended (SDKs close a stream once
+            # they have read its final event), which changes nothing worth recording.
+            if recording.ended is None:
+                recording.ended = recording.arrivals[-1][1]
+            self._save_later(flow, recording, header_policy)
+            return
+        reason = flow.error.msg if flow.error else "unknown error"
+        log.warning(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
+                    f"the exchange did not complete ({scrub_line(reason, self._secrets(flow))})")
+        # Released now, not when the garbage collector breaks the flow's reference cycles.
+        recording.copy, recording.arrivals = bytearray(), []
+        self.in_flight.discard(id(recording))
 
     async def settle(self, timeout: float) -> None:
         """Wait (up to `timeout`) until no recorded exchange is still in flight."""
@@ -111,7 +110,8 @@ class Recorder:
     def _shown(self, flow: http.HTTPFlow, recording: PendingRecording) -> str:
         return scrub_line(recording.url, self._secrets(flow))
 
-    async def _save(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str) -> int | None:
+    def _save_later(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str) -> None:
+        # The flow is read now: once the hook returns, mitmproxy (and hide_credentials) change it.
         response = flow.response
         streamed = recording.streamed
         body = recording.copy if streamed else (response.raw_content or b"")
@@ -127,18 +127,41 @@ class Recorder:
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
         )
+        shown = f"{flow.request.method} {self._shown(flow, recording)}"
+        task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
+                                              self._secrets(flow)))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+
+    async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
+                    shown: str, secrets: Secrets | None) -> None:
         try:
-            interaction, timing = to_interaction(exchange, recording.id, header_policy)
-            await asyncio.to_thread(recording.writer.append, interaction, timing)
+            interaction, timing = await asyncio.to_thread(self._write, exchange, recording, header_policy)
         except (DecodeError, CassetteError, OSError) as error:
-            log.error(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
-                      f"{scrub_line(str(error), self._secrets(flow))}")
-            return None
-        events = f", {len(timing.events_ms)} events" if streamed else ""
-        log.info(f"recorded {flow.request.method} {interaction.request.url} -> "
+            message = f"{shown}: {scrub_line(str(error), secrets)}"
+            log.error(f"vcr-proxy: not recorded: {message}")
+            self.failures.append(message)
+            self.on_failed(message)
+            return
+        except Exception as error:  # a bug must not pass silently as a recording
+            message = f"{shown}: internal error {scrub_line(repr(error), secrets)}"
+            log.exception(f"vcr-proxy: not recorded: {message}")
+            self.failures.append(message)
+            self.on_failed(message)
+            return
+        finally:
+            self.in_flight.discard(id(recording))
+        events = f", {len(timing.events_ms)} events" if recording.streamed else ""
+        log.info(f"recorded {exchange.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
                  f"{events} -> {recording.writer.path}#{recording.id}")
-        return recording.id
+        self.on_saved(recording.id)
+
+    @staticmethod
+    def _write(exchange: Exchange, recording: PendingRecording, header_policy: str):
+        interaction, timing = to_interaction(exchange, recording.id, header_policy)
+        recording.writer.append(interaction, timing)
+        return interaction, timing
 
 
 def reroute(flow: http.HTTPFlow, upstream: str) -> None:
