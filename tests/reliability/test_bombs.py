@@ -1,0 +1,146 @@
+"""Hostile upstreams and hostile cassettes: a compression bomb, an endless stream and an alias
+bomb are refused with a one-line reason, long before they take the memory they claim."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+import zlib
+
+import brotli
+import pytest
+
+from proxy_addon.recorder import (DEFAULT_MAX_BODY, BodyTooLarge, Exchange, PendingRecording,
+                                  decode_body, to_interaction)
+
+try:
+    from compression import zstd
+except ImportError:
+    from backports import zstd
+
+GiB = 1 << 30
+MiB = 1 << 20
+ZEROS = bytes(MiB)
+
+
+def gzip_bomb(decoded: int = GiB) -> bytes:
+    """`decoded` bytes of zeros as gzip, built a megabyte at a time (1 GiB is ~1 MB)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [compressor.compress(ZEROS) for _ in range(decoded // MiB)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return gzip_bomb()
+
+
+def exchange(body: bytes, encoding: str) -> Exchange:
+    return Exchange(method="POST", url="https://api.openai.com/v1/chat/completions",
+                    request_headers=[("Content-Type", "application/json")], request_body=b"{}",
+                    http_version="HTTP/1.1", status_code=200, reason="OK",
+                    response_headers=[("Content-Encoding", encoding),
+                                      ("Content-Type", "text/event-stream")],
+                    response_body=body, started=0.0, headers_at=0.1, ended=0.2,
+                    arrivals=[(len(body) // 2, 0.15), (len(body), 0.2)])
+
+
+def peak_while(function) -> int:
+    """Peak bytes Python allocated while `function` ran."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_1_gib_gzip_bomb_is_refused_without_ever_being_decoded(bomb):
+    assert len(bomb) < 2 * MiB
+    limit = 16 * MiB
+
+    def record():
+        with pytest.raises(BodyTooLarge, match=r"more than vcr_max_body \(16777216 bytes.*raise vcr_max_body"):
+            to_interaction(exchange(bomb, "gzip"), 0, max_body=limit)
+
+    peak = peak_while(record)
+    assert peak < 4 * limit, f"decoding the bomb took {peak / MiB:.0f} MiB"
+
+
+def test_the_default_limit_bounds_the_bomb_too(bomb):
+    def decode():
+        with pytest.raises(BodyTooLarge, match="raise vcr_max_body"):
+            decode_body(bomb, "gzip")
+
+    peak = peak_while(decode)
+    assert peak < 1.5 * DEFAULT_MAX_BODY, f"{peak / MiB:.0f} MiB"  # the bomb claims 1024
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "deflate", "gzip, br"])
+def test_every_coding_stops_at_the_limit(coding):
+    decoded = 256 * MiB
+    if coding == "br":
+        compressor = brotli.Compressor(quality=1)
+        blob = b"".join([compressor.process(ZEROS) for _ in range(decoded // MiB)] + [compressor.finish()])
+    elif coding == "zstd":
+        compressor = zstd.ZstdCompressor()
+        blob = b"".join([compressor.compress(ZEROS) for _ in range(decoded // MiB)] + [compressor.flush()])
+    elif coding == "deflate":
+        compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS)
+        blob = b"".join([compressor.compress(ZEROS) for _ in range(decoded // MiB)] + [compressor.flush()])
+    else:  # stacked: brotli of a gzip bomb; the gzip stage's own output is bounded as well
+        blob = brotli.compress(gzip_bomb(decoded), quality=1)
+    limit = 8 * MiB
+
+    def decode():
+        with pytest.raises(BodyTooLarge):
+            decode_body(blob, coding, limit)
+
+    assert peak_while(decode) < 4 * limit
+
+
+def test_a_body_just_under_the_limit_is_still_recorded():
+    body = b"data: " + b"x" * (MiB - 100) + b"\n\n"
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    blob = compressor.compress(body) + compressor.flush()
+    interaction, timing = to_interaction(exchange(blob, "gzip"), 3, max_body=len(body))
+    assert interaction.response.body == body.decode() and interaction.response.uncompressed
+    with pytest.raises(BodyTooLarge):
+        to_interaction(exchange(blob, "gzip"), 3, max_body=len(body) - 1)
+
+
+def test_an_endless_stream_keeps_flowing_but_its_copy_stops_at_the_limit():
+    recording = PendingRecording(writer=None, id=0, url="https://x/", started=0.0, limit=MiB)
+    chunk = b"data: " + b"y" * 16000 + b"\n\n"
+    passed = 0
+
+    def stream():
+        nonlocal passed
+        for _ in range(scaled_chunks):
+            passed += len(recording.on_chunk(chunk))
+
+    scaled_chunks = 64 * MiB // len(chunk)
+    peak = peak_while(stream)
+    assert passed == scaled_chunks * len(chunk) == recording.received
+    assert recording.over_limit and len(recording.copy) == 0 and len(recording.arrivals) == 0
+    assert peak < 4 * MiB
+    with pytest.raises(BodyTooLarge, match=r"passed vcr_max_body \(1048576 bytes.*raise vcr_max_body"):
+        recording.body()
+
+
+def test_discard_lets_go_of_an_aborted_streams_copy_at_once():
+    recording = PendingRecording(writer=None, id=0, url="https://x/", started=0.0)
+    tracemalloc.start()
+    try:
+        for _ in range(32):
+            recording.on_chunk(b"z" * MiB)
+        held = tracemalloc.get_traced_memory()[0]
+        recording.discard()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held > 32 * MiB and after < held - 30 * MiB
+    assert recording.copy == bytearray() and len(recording.arrivals) == 0
+    assert recording.body() == bytearray()  # discarded is empty, not over the limit
