@@ -144,3 +144,85 @@ def test_discard_lets_go_of_an_aborted_streams_copy_at_once():
     assert held > 32 * MiB and after < held - 30 * MiB
     assert recording.copy == bytearray() and len(recording.arrivals) == 0
     assert recording.body() == bytearray()  # discarded is empty, not over the limit
+
+
+# Alias bombs -----------------------------------------------------------------------------
+
+
+def aliased_cassette(entries: int, uses: int, plain: int = 0, values: int = 1) -> bytes:
+    """A cassette whose first interaction anchors a headers mapping of `entries` names (each
+    a list of `values`), which `uses` later interactions alias; `plain` more without any."""
+    lines = ["version: 2", "interactions:"]
+
+    def item(n: int, headers: list[str]) -> None:
+        lines.extend([f"    - id: {n}", "      request:", *headers, "        url: https://x/",
+                      "        method: GET", "      response:", "        code: 200"])
+
+    item(0, ["        headers: &h"] + [f"          X-{i}: [" + ", ".join(["a"] * values) + "]"
+                                       for i in range(entries)])
+    for n in range(uses):
+        item(1 + n, ["        headers: *h"])
+    for n in range(plain):
+        item(1 + uses + n, [])
+    return ("\n".join(lines) + "\n").encode()
+
+
+def body_bomb(size: int = MiB, uses: int = 300) -> bytes:
+    """The measured case: one body of `size` anchored, and aliased by `uses` interactions."""
+    lines = ["version: 2", "interactions:"]
+    for n in range(uses + 1):
+        body = "&b '" + "x" * size + "'" if n == 0 else "*b"
+        lines += [f"    - id: {n}", "      request:", "        url: https://x/", "        method: GET",
+                  "      response:", f"        body: {body}", "        code: 200"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_an_alias_bomb_is_refused_as_go_refuses_it(tmp_path):
+    from proxy_addon.cassette import load
+    from proxy_addon.errors import CassetteError
+
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(aliased_cassette(entries=2000, uses=300))
+    with pytest.raises(CassetteError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:") and "\n" not in message
+    assert "document contains excessive aliasing" in message and "re-record" in message
+
+
+def test_the_alias_budget_is_gos(go_oracle):
+    """Near yaml.v3's thresholds (more than 100 aliased decodes, more than 1000 in all, the
+    ratio) the verdict is Go's, document for document."""
+    from proxy_addon.cassette import loads
+    from proxy_addon.errors import CassetteError
+
+    cases = [(entries, uses, plain, values) for entries in (1, 5, 40, 300)
+             for uses in (1, 30, 99, 101, 120, 400) for plain in (0, 10, 100) for values in (1, 3)]
+    refused = 0
+    for case in cases:
+        data = aliased_cassette(*case)
+        status, _, answer = go_oracle.round_trip(data)
+        go_refuses = status == 1 and b"excessive aliasing" in answer
+        try:
+            loads(data)
+            we_refuse = False
+        except CassetteError as error:
+            we_refuse = "excessive aliasing" in str(error)
+        assert we_refuse == go_refuses, case
+        refused += go_refuses
+    assert 0 < refused < len(cases)
+
+
+def test_a_body_aliased_300_times_loads_without_expanding(go_oracle):
+    """Go accepts it (and would save it as a 315 MB file); loading shares the one body."""
+    from proxy_addon.cassette import loads
+
+    data = body_bomb()
+    status, _, _ = go_oracle.round_trip(data)
+    assert status == 0
+
+    def load():
+        cassette = loads(data)
+        assert cassette.aliases == 300 and len(cassette.interactions) == 301
+
+    assert peak_while(load) < 20 * len(data)
