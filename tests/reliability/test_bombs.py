@@ -226,3 +226,24 @@ def test_a_body_aliased_300_times_loads_without_expanding(go_oracle):
         assert cassette.aliases == 300 and len(cassette.interactions) == 301
 
     assert peak_while(load) < 20 * len(data)
+
+
+def test_new_episodes_never_expands_an_aliased_cassette(tmp_path):
+    """What wrote a 315 MB file: appending to a cassette Go accepts but that is not Go's
+    bytes. It is refused, untouched, without expanding it even in memory."""
+    from proxy_addon.errors import CassetteError
+    from proxy_addon.persisters.filesystem import CassetteWriter
+    from proxy_addon.serializers.emitter import INDENT4
+
+    path = tmp_path / "aliased.yaml"
+    data = body_bomb()
+    path.write_bytes(data)
+
+    def open_writer():
+        with pytest.raises(CassetteError, match=r"uses YAML aliases \(300\).*re-record") as caught:
+            CassetteWriter(path, INDENT4, fresh=False)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+    assert peak_while(open_writer) < 20 * len(data)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["aliased.yaml"]
