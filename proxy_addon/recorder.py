@@ -164,6 +164,7 @@ class BodyTooLarge(DecodeError):
 # Compressed input handed to a decoder at once: small, so that a bomb's output is bounded by
 # the decoder's max_length long before its input has all been read.
 _INPUT_PIECE = 64 << 10
+_OUTPUT_PIECE = 1 << 20
 
 
 class _Decoder:
@@ -196,7 +197,8 @@ class _Decoder:
             raise DecodeError(f"unknown Content-Encoding {coding!r}")
 
     def _room(self) -> int:
-        return self.limit - self.total + 1
+        # Small outputs too: each is copied into the body, and a large one would be held twice.
+        return min(self.limit - self.total + 1, _OUTPUT_PIECE)
 
     def _count(self, out: bytes) -> bytes:
         self.total += len(out)
