@@ -14,7 +14,7 @@ import pytest
 
 from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
 from proxy_addon.persisters.filesystem import CassetteWriter
-from proxy_addon.serializers.emitter import INDENT2_COMPACT, INDENT4, INDENT4_COMPACT, LAYOUTS
+from proxy_addon.serializers.emitter import INDENT2_COMPACT, INDENT4_COMPACT, LAYOUTS
 from proxy_addon.timing import Timing, read_sidecar, sidecar_path
 
 from . import scaled, seeded
