@@ -4,12 +4,16 @@
   the proxy's peak RSS as a multiple of the set's size. Goal: <= 3x.
 - Recording one 50 MB stream: the growth as a multiple of the stream's size. Goal: it does
   not grow with the stream beyond the copy kept (about 1x).
+- Decoding a gzip bomb (1 MB on the wire, 1 GB decoded) through the recorder's decode path,
+  in a process of its own: peak RSS as a multiple of RSS at rest. Goal: the bomb is refused
+  at vcr_max_body (256 MiB), so the peak stays under rest + 1.25x that, far under the 1 GB.
 
 Run: `.venv/bin/python bench/memory.py` (needs the test dependencies: `make test` installs them).
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +98,47 @@ def record_stream(folder: Path) -> None:
            ratio <= 1.25)
 
 
+_BOMB = """
+import sys, zlib
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from proxy_addon.recorder import BodyTooLarge, DEFAULT_MAX_BODY, decode_body
+
+def memory():
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+zeros = bytes(1 << 20)
+bomb = b"".join([compressor.compress(zeros) for _ in range(1024)] + [compressor.flush()])
+del zeros
+rest, rest_peak = memory()
+try:
+    decode_body(bomb, "gzip")
+    refused = False
+except BodyTooLarge:
+    refused = True
+_, peak = memory()
+print(len(bomb), rest, max(rest_peak, rest), peak, DEFAULT_MAX_BODY, int(refused))
+"""
+
+
+def gzip_bomb() -> None:
+    """In a process of its own, so that its peak RSS is the decode's and nothing else's."""
+    root = str(Path(__file__).resolve().parent.parent)
+    output = subprocess.run([sys.executable, "-c", _BOMB, root], capture_output=True, text=True,
+                            check=True).stdout.split()
+    size, rest, rest_peak, peak, limit, refused = map(int, output)
+    ratio = peak / rest
+    print(f"gzip bomb: {size / 1e6:.1f} MB decoding to 1 GiB; RSS at rest {rest / 1e6:.0f} MB, "
+          f"peak {peak / 1e6:.0f} MB ({ratio:.1f}x rest), refused at {limit >> 20} MiB: {bool(refused)}")
+    report("record: peak RSS decoding a 1 GB gzip bomb, x RSS at rest", f"{ratio:.1f}x",
+           f"refused; peak < rest + 1.25 x vcr_max_body ({limit >> 20} MiB)",
+           bool(refused) and peak - rest < 1.25 * limit)
+
+
 def main() -> None:
+    gzip_bomb()
     with tempfile.TemporaryDirectory() as name:
         replay_set(Path(name))
         record_stream(Path(name))

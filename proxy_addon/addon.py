@@ -28,6 +28,7 @@ from proxy_addon.credentials import (  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import Player, incoming_request  # noqa: E402
+from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
@@ -121,6 +122,9 @@ class VcrProxy:
         loader.add_option("vcr_log_replays", bool, False,
                           "Log a line for every replayed interaction (through mitmdump's terminal "
                           "log this costs about a tenth of replay throughput).")
+        loader.add_option("vcr_max_body", int, DEFAULT_MAX_BODY,
+                          "Largest response body recorded, in bytes, decoded (a larger one still "
+                          "reaches the client whole, and is not recorded).")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -152,6 +156,9 @@ class VcrProxy:
             self.speed = float(options.vcr_speed)
         except ValueError:
             self.speed = 0.0
+        if options.vcr_max_body < 1:
+            raise exceptions.OptionsError(f"vcr_max_body: {options.vcr_max_body} is not a size in "
+                                          "bytes above 0")
         if not 0 < self.speed < float("inf"):
             raise exceptions.OptionsError(f"vcr_speed: {options.vcr_speed!r} is not a number above 0")
         try:
@@ -286,7 +293,7 @@ class VcrProxy:
             writer = self.recorder.writers.get(path)
             if writer is None:
                 return self._record(flow, path, fresh=True)
-            self.recorder.begin(flow, writer, ctx.options.vcr_upstream)
+            self.recorder.begin(flow, writer, ctx.options.vcr_upstream, ctx.options.vcr_max_body)
             return None
         replay = self.replays.get(path)
         if replay is None or replay.needs_refresh():
@@ -345,7 +352,7 @@ class VcrProxy:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
             return
-        self.recorder.begin(flow, writer, ctx.options.vcr_upstream)
+        self.recorder.begin(flow, writer, ctx.options.vcr_upstream, ctx.options.vcr_max_body)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get("vcr_replay"):

@@ -124,6 +124,9 @@ class Cassette:
     layout: Layout = field(default=DEFAULT_LAYOUT, compare=False)
     # Fields that Go ignores (and so would drop on save), as "line N: name" notes.
     ignored: list[str] = field(default_factory=list, compare=False)
+    # YAML aliases Go expands when it reads the file: such a file is never what Go writes,
+    # and saving it again writes every alias out in full.
+    aliases: int = field(default=0, compare=False)
 
     def to_node(self) -> Fields:
         return Fields((("version", self.version),

@@ -39,17 +39,53 @@ class ControlError(ValueError):
     pass
 
 
+_EXAMPLE = '{"name": "suite/test", "mode": "once"}'
+_FIELDS = ("name", "mode")
+
+
 def parse_selection(body: bytes, modes: tuple[str, ...]) -> tuple[str, str | None]:
+    """The cassette name and mode (None: keep the configured mode) a POST /cassette asks for.
+
+    Every malformed body is a ControlError whose text is one line saying what is expected
+    (the addon answers it with a 400), never an exception from deeper down.
+    """
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
-        raise ControlError("the body must be JSON like {\"name\": \"suite/test\", \"mode\": \"once\"}") from None
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+        raise ControlError(f"the body must be a JSON object like {_EXAMPLE}") from None
+    if not isinstance(data, dict):
+        raise ControlError(f"the body must be a JSON object like {_EXAMPLE}, "
+                           f"not {_json_kind(data)}")
+    unknown = sorted(key for key in data if key not in _FIELDS)
+    if unknown:
+        raise ControlError(f"unknown field {unknown[0]!r}; a selection has only "
+                           f"'name' and 'mode', like {_EXAMPLE}")
     name, mode = data.get("name"), data.get("mode")
-    if not isinstance(name, str) or not name:
-        raise ControlError("'name' (the cassette, relative to vcr_dir) is required")
-    if mode is not None and mode not in modes:
-        raise ControlError(f"unknown mode {mode!r}; choose one of {', '.join(modes)}")
+    if not isinstance(name, str) or not name.strip():
+        raise ControlError("'name' (the cassette, relative to vcr_dir) is required and must be a "
+                           f"non-empty string, like {_EXAMPLE}")
+    if "\x00" in name:
+        raise ControlError("'name' must not contain a NUL character")
+    if mode is not None and (not isinstance(mode, str) or mode not in modes):
+        raise ControlError(f"unknown mode {_short(mode)}; choose one of {', '.join(modes)}")
     return name, mode
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ControlEndpoint:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -40,9 +41,61 @@ class Exchange:
     trailers: list[tuple[str, str]] = field(default_factory=list)
 
 
+# The default of the addon's `vcr_max_body`: the most a recorded body may take, raw or decoded.
+DEFAULT_MAX_BODY = 256 << 20
+
+
+def _size(count: int) -> str:
+    if count < 1 << 20:
+        return f"{count} bytes"
+    return f"{count} bytes = {count / (1 << 20):.4g} MiB"
+
+
+class Arrivals:
+    """(bytes received so far, time) after each chunk, kept as two machine arrays.
+
+    Servers send a stream in chunks as small as one token; as a list of tuples the arrivals
+    took more memory (about 120 bytes a chunk) than the body they describe. Reads like the
+    list it replaces (len, index, slices, iteration).
+    """
+
+    def __init__(self, pairs=()):
+        self.sizes = array("q")
+        self.times = array("d")
+        for size, at in pairs:
+            self.append((size, at))
+
+    def append(self, pair: tuple[int, float]) -> None:
+        self.sizes.append(pair[0])
+        self.times.append(pair[1])
+
+    def clear(self) -> None:
+        self.sizes = array("q")
+        self.times = array("d")
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(zip(self.sizes[index], self.times[index]))
+        return self.sizes[index], self.times[index]
+
+    def __iter__(self):
+        return zip(self.sizes, self.times)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
 @dataclass
 class PendingRecording:
-    """A flow being recorded: where it goes, and the copy of its streamed body so far."""
+    """A flow being recorded: where it goes, and the copy of its streamed body so far.
+
+    The copy is bounded by `limit` (the addon's `vcr_max_body`): past it the copy is dropped
+    and the stream keeps flowing to the client untouched, but the interaction will not be
+    recorded (`body()` says why).
+    """
 
     writer: "CassetteWriter"
     id: int
@@ -51,18 +104,42 @@ class PendingRecording:
     streamed: bool = False
     # One growing buffer, not a list of chunks to join: joining would hold the body twice.
     copy: bytearray = field(default_factory=bytearray)
-    arrivals: list[tuple[int, float]] = field(default_factory=list)
+    arrivals: Arrivals = field(default_factory=Arrivals)
     ended: float | None = None  # when the upstream finished the body
+    limit: int = DEFAULT_MAX_BODY
+    over_limit: bool = False
+    received: int = 0  # bytes passed through, kept or not
 
     def on_chunk(self, data: bytes) -> bytes:
         """The response stream callback: keeps a copy and passes `data` on unchanged
         (an empty chunk marks the end of the body)."""
         if data:
+            self.received += len(data)
+            if self.over_limit:
+                return data
+            if len(self.copy) + len(data) > self.limit:
+                self.over_limit = True
+                self.discard()
+                return data
             self.copy += data
             self.arrivals.append((len(self.copy), time.time()))
         else:
             self.ended = time.time()
         return data
+
+    def discard(self) -> None:
+        """Let go of the copy now (an aborted or over-limit stream): the flow may live on
+        in mitmproxy, or in a reference cycle until the cyclic GC, and with it the copy."""
+        self.copy = bytearray()
+        self.arrivals.clear()
+
+    def body(self) -> bytearray:
+        """The streamed body to record; BodyTooLarge if it outgrew the limit."""
+        if self.over_limit:
+            raise BodyTooLarge(f"the streamed response passed vcr_max_body ({_size(self.limit)}) "
+                               f"after {_size(self.received)}; raise vcr_max_body (bytes) to "
+                               "record it")
+        return self.copy
 
 
 # Last events after which an LLM API's stream has nothing more to say.
@@ -81,28 +158,105 @@ class DecodeError(ValueError):
     pass
 
 
-def _decompressor(coding: str, head: bytes):
-    """An incremental decoder for one content coding (`head`: the body's first bytes, which
-    tell zlib-wrapped deflate from raw), None for identity; DecodeError if unknown."""
-    if coding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-    if coding == "deflate":  # servers send both zlib-wrapped and raw deflate
-        wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and int.from_bytes(head[:2], "big") % 31 == 0
-        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS).decompress
-    if coding == "br":
-        import brotli
+class BodyTooLarge(DecodeError):
+    """A body past `vcr_max_body`: not recorded, and the message says how to raise the limit."""
 
-        return brotli.Decompressor().process
-    if coding == "zstd":  # the module mitmproxy itself uses (Python 3.14's, or its backport)
-        try:
-            from compression import zstd
-        except ImportError:
-            from backports import zstd
 
-        return zstd.ZstdDecompressor().decompress
+# Compressed input handed to a decoder at once: small, so that a bomb's output is bounded by
+# the decoder's max_length long before its input has all been read.
+_INPUT_PIECE = 64 << 10
+_OUTPUT_PIECE = 1 << 20
+
+
+class _Decoder:
+    """One content coding undone incrementally, its total output bounded by `limit`.
+
+    Each library is asked for at most what is still allowed (+1 to see the limit crossed), so
+    a gzip bomb of 1 GB never exists in memory: it fails after `limit` bytes.
+    """
+
+    def __init__(self, coding: str, head: bytes, limit: int):
+        self.limit, self.total = limit, 0
+        self.coding = coding
+        if coding in ("gzip", "x-gzip"):
+            self.kind, self.state = "zlib", zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":  # servers send both zlib-wrapped and raw deflate
+            wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and int.from_bytes(head[:2], "big") % 31 == 0
+            self.kind, self.state = "zlib", zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        elif coding == "br":
+            import brotli
+
+            self.kind, self.state = "br", brotli.Decompressor()
+        elif coding == "zstd":  # the module mitmproxy itself uses (Python 3.14's, or its backport)
+            try:
+                from compression import zstd
+            except ImportError:
+                from backports import zstd
+
+            self.kind, self.state = "zstd", zstd.ZstdDecompressor()
+        else:
+            raise DecodeError(f"unknown Content-Encoding {coding!r}")
+
+    def _room(self) -> int:
+        # Small outputs too: each is copied into the body, and a large one would be held twice.
+        return min(self.limit - self.total + 1, _OUTPUT_PIECE)
+
+    def _count(self, out: bytes) -> bytes:
+        self.total += len(out)
+        if self.total > self.limit:
+            raise BodyTooLarge(f"the {self.coding} response body decodes to more than vcr_max_body "
+                               f"({_size(self.limit)}); raise vcr_max_body (bytes) to record it")
+        return out
+
+    def feed(self, data) -> list[bytes]:
+        """The output for the next piece of input, in pieces each within the limit."""
+        outputs = []
+        for start in range(0, len(data), _INPUT_PIECE):
+            outputs += self._feed(memoryview(data)[start:start + _INPUT_PIECE])
+        return outputs
+
+    def _feed(self, data) -> list[bytes]:
+        outputs = []
+        state = self.state
+        if self.kind == "zlib":
+            while True:
+                if state.eof:  # gzip's trailing bytes are ignored, as before
+                    break
+                out = self._count(state.decompress(data, self._room()))
+                data = state.unconsumed_tail
+                if out:
+                    outputs.append(out)
+                if not data and not out:
+                    break
+        elif self.kind == "br":
+            if state.is_finished():
+                return outputs
+            outputs.append(self._count(state.process(bytes(data), output_buffer_limit=self._room())))
+            while not state.can_accept_more_data():
+                outputs.append(self._count(state.process(b"", output_buffer_limit=self._room())))
+        else:
+            if state.eof:
+                return outputs
+            outputs.append(self._count(state.decompress(data, self._room())))
+            while not state.eof and not state.needs_input:
+                outputs.append(self._count(state.decompress(b"", self._room())))
+        return outputs
+
+
+def _decode_all(data, coding: str, limit: int) -> bytes | bytearray:
     if coding == "identity":
-        return None
-    raise DecodeError(f"unknown Content-Encoding {coding!r}")
+        return data
+    try:
+        decoder = _Decoder(coding, bytes(data[:2]), limit)
+        body = bytearray()
+        for start in range(0, len(data), _INPUT_PIECE):
+            for out in decoder.feed(memoryview(data)[start:start + _INPUT_PIECE]):
+                body += out
+        return body
+    except DecodeError:
+        raise
+    except Exception as error:  # each library has its own error type
+        raise DecodeError(f"cannot decode {coding} body: {error}") from None
 
 
 def _codings(encoding: str) -> list[str]:
@@ -110,22 +264,21 @@ def _codings(encoding: str) -> list[str]:
     return list(reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]))
 
 
-def decode_body(body: bytes, encoding: str) -> bytes:
-    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding."""
+def decode_body(body: bytes | bytearray, encoding: str, limit: int = DEFAULT_MAX_BODY) -> bytes | bytearray:
+    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding.
+
+    BodyTooLarge (a DecodeError) once any stage's output passes `limit` bytes.
+    """
+    if len(body) > limit:
+        raise BodyTooLarge(f"the response body is larger than vcr_max_body ({_size(limit)}); "
+                           "raise vcr_max_body (bytes) to record it")
     for coding in _codings(encoding):
-        try:
-            decode = _decompressor(coding, body[:2])
-            if decode is not None:
-                body = decode(body)
-        except DecodeError:
-            raise
-        except Exception as error:  # each library has its own error type
-            raise DecodeError(f"cannot decode {coding} body: {error}") from None
+        body = _decode_all(body, coding, limit)
     return body
 
 
-def _decoded_arrivals(raw_arrivals: list[tuple[int, float]], raw: bytes,
-                      encoding: str) -> list[tuple[int, float]]:
+def _decoded_arrivals(raw_arrivals, raw: bytes, encoding: str,
+                      limit: int = DEFAULT_MAX_BODY) -> list[tuple[int, float]]:
     """Map arrival points in the compressed stream to sizes of the decoded stream."""
     codings = _codings(encoding)
     if not codings or codings == ["identity"]:
@@ -134,9 +287,10 @@ def _decoded_arrivals(raw_arrivals: list[tuple[int, float]], raw: bytes,
         return raw_arrivals[-1:]
     decoded, total, previous = [], 0, 0
     try:
-        decode = _decompressor(codings[0], raw[:2])
+        decoder = _Decoder(codings[0], bytes(raw[:2]), limit)
+        view = memoryview(raw)
         for size, at in raw_arrivals:
-            total += len(decode(raw[previous:size]))
+            total += sum(len(out) for out in decoder.feed(view[previous:size]))
             previous = size
             decoded.append((total, at))
     except Exception:  # a body that did not decode was reported by decode_body already
@@ -171,11 +325,15 @@ def _header(pairs: list[tuple[str, str]], name: str) -> str:
 
 
 def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str = "minimal",
-                   ) -> tuple[Interaction, Timing]:
+                   max_body: int = DEFAULT_MAX_BODY) -> tuple[Interaction, Timing]:
     """The interaction go-vcr would record for `exchange`, and its event timing.
 
     Credentials are scrubbed whatever the policy (credentials.py): by name, by value, by shape.
+    BodyTooLarge (a DecodeError) if a body, raw or decoded, is over `max_body` bytes.
     """
+    if len(exchange.request_body) > max_body:
+        raise BodyTooLarge(f"the request body is larger than vcr_max_body ({_size(max_body)}); "
+                           "raise vcr_max_body (bytes) to record it")
     url = exchange.url
     parts = urlsplit(url)
     request_content_type = _header(exchange.request_headers, "content-type")
@@ -192,7 +350,8 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
 
     encoding = _header(exchange.response_headers, "content-encoding")
     decoded = bool(encoding) and encoding.strip().lower() != "identity"
-    body = decode_body(exchange.response_body, encoding) if decoded else exchange.response_body
+    body = (decode_body(exchange.response_body, encoding, max_body) if decoded
+            else decode_body(exchange.response_body, "", max_body))
     proto, major, minor = proto_numbers(exchange.http_version)
     length_header = _header(exchange.response_headers, "content-length")
     chunked = "chunked" in _header(exchange.response_headers, "transfer-encoding").lower()
@@ -213,7 +372,8 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
         code=exchange.status_code,
         duration=max(0, round((exchange.headers_at - exchange.started) * 1e9)),
     )
-    arrivals = _decoded_arrivals(exchange.arrivals, exchange.response_body, encoding if decoded else "")
+    arrivals = _decoded_arrivals(exchange.arrivals, exchange.response_body, encoding if decoded else "",
+                                 max_body)
     ms = [(size, (at - exchange.started) * 1e3) for size, at in arrivals]
     interaction = Interaction(id=interaction_id, request=request, response=response)
     # Headers the policy leaves out carry credentials too: their values are scrubbed wherever

@@ -14,7 +14,8 @@ from mitmproxy import http
 from .credentials import Secrets, request_secrets, scrub_line
 from .errors import CassetteError
 from .persisters.filesystem import CassetteWriter
-from .recorder import DecodeError, Exchange, PendingRecording, stream_is_finished, to_interaction
+from .recorder import (BodyTooLarge, DecodeError, Exchange, PendingRecording, stream_is_finished,
+                       to_interaction)
 from .serializers.emitter import Layout
 
 log = logging.getLogger("vcr-proxy")
@@ -48,12 +49,12 @@ class Recorder:
                     self.writers[path] = writer
         return writer
 
-    def begin(self, flow: http.HTTPFlow, writer: CassetteWriter, upstream: str) -> None:
+    def begin(self, flow: http.HTTPFlow, writer: CassetteWriter, upstream: str, max_body: int) -> None:
         request = flow.request
         secrets = request_secrets(request.headers.items(multi=True), request.pretty_url,
                                   request.raw_content or b"", request.headers.get("content-type", ""))
-        recording = PendingRecording(writer=writer, id=writer.reserve_id(),
-                                     url=request.pretty_url, started=request.timestamp_start)
+        recording = PendingRecording(writer=writer, id=writer.reserve_id(), url=request.pretty_url,
+                                     started=request.timestamp_start, limit=max_body)
         flow.metadata["vcr"] = recording
         flow.metadata["vcr_secrets"] = secrets
         self.in_flight.add(id(recording))
@@ -90,12 +91,28 @@ class Recorder:
                 recording.ended = recording.arrivals[-1][1]
             self._save_later(flow, recording, header_policy)
             return
-        reason = flow.error.msg if flow.error else "unknown error"
-        log.warning(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
-                    f"the exchange did not complete ({scrub_line(reason, self._secrets(flow))})")
+        shown = f"{flow.request.method} {self._shown(flow, recording)}"
+        if recording.over_limit:
+            try:
+                recording.body()
+            except BodyTooLarge as error:
+                self._failed(recording, shown, error, None)
+        else:
+            reason = flow.error.msg if flow.error else "unknown error"
+            log.warning(f"vcr-proxy: not recorded: {shown}: the exchange did not complete "
+                        f"({scrub_line(reason, self._secrets(flow))})")
+            recording.writer.release_id(recording.id)
         # Released now, not when the garbage collector breaks the flow's reference cycles.
-        recording.copy, recording.arrivals = bytearray(), []
+        recording.discard()
         self.in_flight.discard(id(recording))
+
+    def _failed(self, recording: PendingRecording, shown: str, error: Exception,
+                secrets: Secrets | None) -> None:
+        message = f"{shown}: {scrub_line(str(error), secrets)}"
+        log.error(f"vcr-proxy: not recorded: {message}")
+        recording.writer.release_id(recording.id)
+        self.failures.append(message)
+        self.on_failed(message)
 
     async def settle(self, timeout: float) -> None:
         """Wait (up to `timeout`) until no recorded exchange is still in flight."""
@@ -114,7 +131,14 @@ class Recorder:
         # The flow is read now: once the hook returns, mitmproxy (and hide_credentials) change it.
         response = flow.response
         streamed = recording.streamed
-        body = recording.copy if streamed else (response.raw_content or b"")
+        shown = f"{flow.request.method} {self._shown(flow, recording)}"
+        try:
+            body = recording.body() if streamed else (response.raw_content or b"")
+        except DecodeError as error:  # over vcr_max_body
+            self._failed(recording, shown, error, self._secrets(flow))
+            recording.discard()
+            self.in_flight.discard(id(recording))
+            return
         ended = recording.ended if streamed else (response.timestamp_end or time.time())
         exchange = Exchange(
             method=flow.request.method, url=recording.url,
@@ -127,7 +151,6 @@ class Recorder:
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
         )
-        shown = f"{flow.request.method} {self._shown(flow, recording)}"
         task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
                                               self._secrets(flow)))
         self._saving.add(task)
@@ -136,32 +159,29 @@ class Recorder:
     async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
                     shown: str, secrets: Secrets | None) -> None:
         try:
-            interaction, timing = await asyncio.to_thread(self._write, exchange, recording, header_policy)
+            interaction, timing, written = await asyncio.to_thread(
+                self._write, exchange, recording, header_policy)
         except (DecodeError, CassetteError, OSError) as error:
-            message = f"{shown}: {scrub_line(str(error), secrets)}"
-            log.error(f"vcr-proxy: not recorded: {message}")
-            self.failures.append(message)
-            self.on_failed(message)
+            self._failed(recording, shown, error, secrets)
             return
         except Exception as error:  # a bug must not pass silently as a recording
-            message = f"{shown}: internal error {scrub_line(repr(error), secrets)}"
-            log.exception(f"vcr-proxy: not recorded: {message}")
-            self.failures.append(message)
-            self.on_failed(message)
+            log.exception("vcr-proxy: internal error while saving")
+            self._failed(recording, shown, RuntimeError(f"internal error {error!r}"), secrets)
             return
         finally:
+            recording.discard()
             self.in_flight.discard(id(recording))
         events = f", {len(timing.events_ms)} events" if recording.streamed else ""
         log.info(f"recorded {exchange.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
-                 f"{events} -> {recording.writer.path}#{recording.id}")
-        self.on_saved(recording.id)
+                 f"{events} -> {recording.writer.path}#{written}")
+        self.on_saved(written)
 
     @staticmethod
     def _write(exchange: Exchange, recording: PendingRecording, header_policy: str):
-        interaction, timing = to_interaction(exchange, recording.id, header_policy)
-        recording.writer.append(interaction, timing)
-        return interaction, timing
+        interaction, timing = to_interaction(exchange, recording.id, header_policy, recording.limit)
+        written = recording.writer.append(interaction, timing)
+        return interaction, timing, written
 
 
 def reroute(flow: http.HTTPFlow, upstream: str) -> None:

@@ -68,10 +68,17 @@ def test_a_file_that_does_not_load_is_refused_and_left_alone(tmp_path):
     assert path.read_text() == "version: 2\ninteractions: [\n"
 
 
-def test_a_hand_formatted_cassette_is_rewritten_in_gos_bytes_before_appending(tmp_path):
+def test_a_hand_formatted_cassette_is_refused_not_rewritten_by_an_append(tmp_path):
+    """An append never rewrites a file: one not in Go's bytes is refused, untouched, until
+    `vcr-proxy fmt` has made it Go's (then it is appended to as usual)."""
     path = tmp_path / "c.yaml"
-    path.write_text(Cassette(interactions=[interaction(0)[0]]).dumps(INDENT4).replace("---\n", "")
-                    .replace("version: 2", "version:    2"))
+    text = (Cassette(interactions=[interaction(0)[0]]).dumps(INDENT4).replace("---\n", "")
+            .replace("version: 2", "version:    2"))
+    path.write_text(text)
+    with pytest.raises(CassetteError, match=r"not in the bytes Go writes.*vcr-proxy fmt"):
+        CassetteWriter(path, INDENT4_COMPACT, fresh=False)
+    assert path.read_text() == text
+    path.write_text(load(path).dumps())
     writer = CassetteWriter(path, INDENT4_COMPACT, fresh=False)
     writer.append(*interaction(writer.reserve_id()))
     cassette = load(path)

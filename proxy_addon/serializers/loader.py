@@ -4,9 +4,9 @@ The nodes are decoded the way yaml.v3 decodes them into go-vcr's structs (a plai
 int, `duration` must be a Go duration string, `!!binary` holds base64, a duplicate key is an
 error), but where Go would fail deep inside a test, this names the file, the line and the fix.
 
-Aliases need no expansion budget: the composer shares aliased nodes, and the schema nests only
-a few levels (a list of strings is as deep as it goes), so an alias bomb fails on its first
-nested list instead of expanding.
+Aliases: the composer shares aliased nodes, so composing costs what the file's size does; the
+decoding that follows is bounded as Go's is, by yaml.v3's own alias budget (aliases.py), and
+a file Go would refuse for excessive aliasing is refused here with its line.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import yaml
 from ..cassette import VERSION, Cassette, Interaction, Request, Response
 from ..durations import DurationError, parse_duration
 from ..errors import CassetteError
+from .aliases import count_aliases
 from .emitter import DEFAULT_LAYOUT, LAYOUTS, Layout
 from .goresolve import BOOL, FLOAT, INT, NULL, STR, resolve
 
@@ -65,7 +66,9 @@ def load_text(text: str | bytes, name: str) -> Cassette:
         raise CassetteError(name, f"not valid YAML: {detail}; fix the file or re-record it") from None
     except RecursionError:
         raise CassetteError(name, "not valid YAML: nested too deeply to be a cassette") from None
+    aliases = count_aliases(data, name)
     cassette = _Decoder(name).cassette(root)
+    cassette.aliases = aliases
     cassette.layout = detect_layout(data) or DEFAULT_LAYOUT
     return cassette
 
@@ -109,6 +112,7 @@ class _Decoder:
     def __init__(self, name: str):
         self.name = name
         self.ignored: list[str] = []
+        self.binaries: dict[int, str | bytes] = {}
 
     def fail(self, node, problem: str):
         raise CassetteError(self.name, problem, node.start_mark.line + 1 if node else None)
@@ -217,17 +221,24 @@ class _Decoder:
     def string(self, node, what: str) -> str | bytes:
         node = self._scalar(node, what)
         if node.tag == _BINARY:
-            try:
-                data = base64.b64decode(re.sub(r"[\r\n]", "", node.value), validate=True)
-            except (binascii.Error, ValueError):
-                self.fail(node, f"{what}: !!binary value is not valid base64")
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                return data
+            # An aliased !!binary body is decoded once and shared, as its node is.
+            cached = self.binaries.get(id(node))
+            if cached is None:
+                cached = self.binaries[id(node)] = self._binary(node, what)
+            return cached
         if _is_null(node):
             return ""
         return node.value
+
+    def _binary(self, node, what: str) -> str | bytes:
+        try:
+            data = base64.b64decode(re.sub(r"[\r\n]", "", node.value), validate=True)
+        except (binascii.Error, ValueError):
+            self.fail(node, f"{what}: !!binary value is not valid base64")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
 
     def integer(self, node, what: str) -> int:
         node = self._scalar(node, what)
