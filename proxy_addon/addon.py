@@ -29,7 +29,7 @@ from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import Player, incoming_request  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
-from proxy_addon.recording import Recorder  # noqa: E402
+from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
 from proxy_addon.routing import (  # noqa: E402
@@ -234,6 +234,11 @@ class VcrProxy:
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
         await self.player.server.stop()
+        failures = self.recorder.failures
+        if failures:
+            log.error(f"vcr-proxy: {len(failures)} interaction(s) could not be saved:")
+            for message in failures:
+                log.error(f"vcr-proxy:   {message}")
 
     # -- routing --
 
@@ -272,6 +277,8 @@ class VcrProxy:
             log.error(f"vcr-proxy: refused {request.method} {scrub_line(request.pretty_url)}: {problem}")
             flow.response = error_response(400, f"vcr-proxy: {problem}; the request was not forwarded")
             return None
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            return self._websocket(flow, mode)
         name = request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette or ctx.options.vcr_cassette
         try:
             path = self.cassette_for(name)
@@ -279,6 +286,22 @@ class VcrProxy:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
         return self._dispatch(flow, path, mode)
+
+    @staticmethod
+    def _websocket(flow: http.HTTPFlow, mode: str) -> None:
+        """A WebSocket (the OpenAI Realtime API) is no HTTP exchange a cassette can hold."""
+        shown = scrub_line(flow.request.pretty_url)
+        if mode == "replay":
+            log.error(f"vcr-proxy: refused WebSocket {shown}: go-vcr cassettes hold HTTP exchanges, "
+                      "so replay mode cannot answer it (use vcr_passthrough_hosts to let it through)")
+            flow.response = error_response(501, "vcr-proxy: WebSocket is not replayed (go-vcr "
+                                                "cassettes hold HTTP exchanges); add the host to "
+                                                "vcr_passthrough_hosts to let it reach the network")
+        else:
+            log.warning(f"vcr-proxy: not recorded: WebSocket {shown} (go-vcr cassettes hold HTTP "
+                        "exchanges); passed through untouched")
+            if ctx.options.vcr_upstream:
+                reroute(flow, ctx.options.vcr_upstream)
 
     # Each step answers at once when it can (the hot paths stay synchronous) and returns a
     # coroutine for mitmproxy to await when it must touch the disk or wait.

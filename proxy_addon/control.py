@@ -3,8 +3,11 @@
     POST http://vcr-proxy.control/cassette  {"name": "suite/test", "mode": "replay"}
         Following requests use this cassette (and mode) until the next selection or eject.
     POST http://vcr-proxy.control/eject
-        Back to the configured cassette and mode; answers what was recorded, replayed, missed.
+        Back to the configured cassette and mode; answers what was recorded, replayed, missed,
+        and what could not be saved.
     GET  http://vcr-proxy.control/status
+
+Every request carries the header `X-Vcr-Control: 1`.
 
 The addon answers these itself; they never leave the proxy.
 """
@@ -15,6 +18,11 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .routing import CONTROL_HOST  # noqa: F401  (where test runners send these)
+
+# Every control request carries it: a web page in a proxied browser cannot send a custom header
+# cross-site without a CORS preflight, which the endpoint refuses, so a page cannot switch the
+# proxy to record or passthrough.
+CONTROL_HEADER = "X-Vcr-Control"
 
 
 @dataclass
@@ -100,6 +108,11 @@ class ControlEndpoint:
         proxy = self.proxy
         path = flow.request.path.split("?", 1)[0].rstrip("/")
         method = flow.request.method
+        if method == "OPTIONS" or flow.request.headers.get(CONTROL_HEADER) != "1":
+            flow.response = error_response(403, f"vcr-proxy control: requests must carry the header "
+                                                f"{CONTROL_HEADER}: 1 (and browsers' preflights are "
+                                                "refused)")
+            return None
         if path == "/cassette" and method == "POST":
             try:
                 name, mode = parse_selection(flow.request.raw_content or b"", proxy.modes)

@@ -26,13 +26,17 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
             opts.update(confdir=str(Path(confdir).expanduser()))
         return opts
 
+    from .addon import VcrProxy
+
+    vcr = VcrProxy()
     opts = fresh_options()
-    master = _lean_master(opts)
+    master = _lean_master(opts, vcr)
     if any(key not in opts for key in settings):
         # An option (--set) that belongs to one of mitmproxy's other addons: load them all.
         await master.done()  # takes the first master's log handlers away again
         opts = fresh_options()
-        master = _full_master(opts)
+        vcr = VcrProxy()
+        master = _full_master(opts, vcr)
     try:
         opts.update(termlog_verbosity="warn", vcr_log_replays=True)
         opts.set(*[f"{key}={value}" for key, value in settings.items()])
@@ -59,7 +63,8 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         # Connections still open when the proxy stops are cancelled with the event loop;
         # asyncio would print each cancellation as a traceback.
         loop.set_exception_handler(_quiet_cancellations)
-    return 0
+    # The addon has listed them at shutdown; a run that lost recordings must not look green.
+    return 1 if vcr.recorder.failures else 0
 
 
 def _quiet_cancellations(loop, context) -> None:
@@ -67,7 +72,7 @@ def _quiet_cancellations(loop, context) -> None:
         loop.default_exception_handler(context)
 
 
-def _lean_master(opts):
+def _lean_master(opts, vcr):
     """mitmproxy with only the addons a recording proxy uses.
 
     mitmproxy calls every addon for every event: with its ~35 default addons that dispatch
@@ -79,22 +84,18 @@ def _lean_master(opts):
     from mitmproxy import master
     from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, onboarding, proxyserver, tlsconfig
 
-    from .addon import VcrProxy
-
     lean = master.Master(opts, with_termlog=True)
     lean.addons.add(core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
                     proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                    errorcheck.ErrorCheck(), VcrProxy())
+                    errorcheck.ErrorCheck(), vcr)
     return lean
 
 
-def _full_master(opts):
+def _full_master(opts, vcr):
     from mitmproxy.tools.dump import DumpMaster
 
-    from .addon import VcrProxy
-
     full = DumpMaster(opts, with_termlog=True, with_dumper=False)
-    full.addons.add(VcrProxy())
+    full.addons.add(vcr)
     return full
 
 

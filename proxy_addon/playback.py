@@ -48,6 +48,10 @@ class Player:
         if streamed and timing != "none":
             self._through_server(flow, plan)
             return None
+        if response.trailer and flow.request.http_version == "HTTP/2.0":
+            # HTTP/2 carries trailers after any body (gRPC's Grpc-Status); HTTP/1.1 only in
+            # chunked bodies, which a whole recorded body is not sent as.
+            plan.trailers = [(name, value) for name, values in response.trailer.items() for value in values]
         wait = plan.started + plan.headers_at - time.time()
         if wait > 0:
             return self._respond_later(flow, plan, wait)
@@ -106,8 +110,12 @@ def respond(flow: http.HTTPFlow, plan: Plan) -> None:
     else:
         # What Response.make does for a body without a content coding, in one step (make's
         # content setter was a tenth of the time the addon takes per replayed request).
-        fields.append((b"content-length", str(len(body)).encode()))
+        if not plan.trailers:  # a body with trailers ends at its stream's end, as gRPC's do
+            fields.append((b"content-length", str(len(body)).encode()))
         now = time.time()
         flow.response = http.Response(b"HTTP/1.1", plan.status, b"", http.Headers(fields), body,
                                       None, now, now)
     flow.response.reason = plan.reason
+    if plan.trailers:
+        # HTTP/2 field names are lower case (a recording holds Go's canonical ones).
+        flow.response.trailers = http.Headers([(n.lower().encode(), v.encode()) for n, v in plan.trailers])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .control import CONTROL_HOST
+from .control import CONTROL_HEADER, CONTROL_HOST
 from .devshell import default_confdir, variables
 
 MODES = ("once", "replay", "record", "new-episodes", "passthrough")
@@ -89,6 +89,7 @@ class VcrProxy:
     def control(self, path: str, payload: dict | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(f"http://{CONTROL_HOST}{path}", data=data,
+                                         headers={CONTROL_HEADER: "1"},
                                          method="GET" if data is None and path == "/status" else "POST")
         with self.opener.open(request, timeout=30) as response:
             return json.loads(response.read())

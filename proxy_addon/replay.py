@@ -115,6 +115,7 @@ class Plan:
     started: float  # time.time() of the request's start
     headers_at: float = 0.0
     chunk_at: list[float] = field(default_factory=list)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed: float,

@@ -14,6 +14,7 @@ import httpx
 from proxy_addon.cassette import load
 
 from .conftest import ROOT
+from .test_record import recorded
 from .upstream import Upstream, free_port, make_certificate
 
 
@@ -49,7 +50,7 @@ def test_start_records_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert "Traceback" not in stderr
         assert "recorded POST https://openrouter.ai/api/v1/chat/completions -> 200" in stderr
         assert "client connect" not in stderr  # mitmproxy's own chatter is off
-        assert len(load(tmp_path / "cassettes" / "default.yaml").interactions) == 1
+        assert len(recorded(tmp_path / "cassettes" / "default.yaml").interactions) == 1
     finally:
         if process.poll() is None:
             process.kill()

@@ -136,7 +136,7 @@ def test_gzip_json_is_recorded_decoded_while_the_client_gets_the_upstream_bytes(
         response = client.get("https://openrouter.ai/gzip", headers={"Accept-Encoding": "gzip"})
         assert response.headers["content-encoding"] == "gzip"
         assert response.json()["choices"][0]["message"]["content"] == "Olá! 👋"
-    recorded = load(proxy.cassettes / "default.yaml").interactions[0].response
+    recorded = recorded(proxy.cassettes / "default.yaml").interactions[0].response
     assert recorded.uncompressed is True and recorded.content_length == -1
     assert json.loads(recorded.body)["choices"][0]["message"]["content"] == "Olá! 👋"
     assert recorded.headers == {"Content-Type": ["application/json"]}
@@ -156,7 +156,7 @@ def test_error_status_and_credentials_never_reach_the_disk(tmp_path, upstream, c
             assert response.status_code == 429
         # The upstream did get the credentials: only the disk must not.
         assert upstream.requests[-1]["headers"]["authorization"] == f"Bearer {TEST_KEY}"
-        interaction = load(proxy.cassettes / "default.yaml").interactions[0]
+        interaction = recorded(proxy.cassettes / "default.yaml").interactions[0]
         # The key keeps its place, so the cassette shows it was sent.
         assert interaction.request.url == ("https://generativelanguage.googleapis.com/status/429"
                                            "?alt=sse&key=REDACTED")
@@ -176,7 +176,7 @@ def test_curl_through_the_proxy_is_recorded(proxy):
          "-d", '{"model": "m", "messages": []}', CHAT], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["id"] == "gen-test-2"
-    interaction = load(proxy.cassettes / "default.yaml").interactions[0]
+    interaction = recorded(proxy.cassettes / "default.yaml").interactions[0]
     assert interaction.request.headers["User-Agent"][0].startswith("curl/")
     assert interaction.response.content_length == len(interaction.response.body.encode())
     assert_no_secrets(proxy.folder)
@@ -261,7 +261,7 @@ def test_kill_9_mid_recording_leaves_a_cassette_that_loads(proxy, upstream):
     stop.set()
     for thread in threads:
         thread.join(10)
-    cassette = load(proxy.cassettes / "default.yaml")
+    cassette = recorded(proxy.cassettes / "default.yaml")
     assert len(cassette.interactions) >= 3
     assert (proxy.cassettes / "default.yaml").read_text() == cassette.dumps()
 
@@ -286,7 +286,7 @@ def test_a_dropped_upstream_stream_leaves_no_half_interaction(proxy):
             with client.stream("GET", "https://openrouter.ai/drop") as response:
                 for _ in response.iter_bytes():
                     pass
-    cassette = load(proxy.cassettes / "default.yaml")
+    cassette = recorded(proxy.cassettes / "default.yaml")
     assert [i.request.url for i in cassette.interactions] == [CHAT]
     assert "not recorded: GET https://openrouter.ai/drop" in proxy.output()
 
@@ -300,5 +300,5 @@ def test_a_client_that_hangs_up_mid_stream_leaves_no_half_interaction(proxy):
     while "not recorded: GET https://openrouter.ai/hang" not in proxy.output():
         assert time.monotonic() < deadline, proxy.output()
         time.sleep(0.05)
-    cassette = load(proxy.cassettes / "default.yaml")
+    cassette = recorded(proxy.cassettes / "default.yaml")
     assert [i.request.url for i in cassette.interactions] == [CHAT]

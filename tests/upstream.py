@@ -200,6 +200,9 @@ class Upstream:
         self.loop.run_until_complete(serve(self.app, self.config, shutdown_trigger=self.stopping.wait))
 
     async def app(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket_echo(receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""
@@ -244,6 +247,12 @@ class Upstream:
                        "headers": headers, "query": query, "body": body.decode("utf-8", "replace")}
             extra = [(f"x-echo-{n}".encode(), value.encode()) for n, value in enumerate(headers.values())]
             await self._json(send, status, payload, extra=extra)
+        elif path == "/trailers":  # gRPC-style: the status comes after the body
+            await send({"type": "http.response.start", "status": 200, "trailers": True,
+                        "headers": [(b"content-type", b"application/grpc")]})
+            await send({"type": "http.response.body", "body": b"\x00\x00\x00\x00\x02hi"})
+            await send({"type": "http.response.trailers", "headers": [
+                (b"grpc-status", b"0"), (b"grpc-message", b"fine")]})
         elif path == "/hang":
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream")]})
@@ -264,6 +273,17 @@ class Upstream:
             raise RuntimeError("upstream drops the stream on purpose")
         else:
             await self._json(send, 404, {"error": {"message": f"no route {path}"}})
+
+    @staticmethod
+    async def _websocket_echo(receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+            elif message["type"] == "websocket.receive":
+                await send({"type": "websocket.send", "text": f"echo: {message.get('text')}"})
+            else:
+                return
 
     async def _json(self, send, status: int, payload: dict, extra=()) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()
