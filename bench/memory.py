@@ -8,6 +8,10 @@
   in a process of its own: peak RSS as a multiple of RSS at rest. Goal: the bomb is refused
   at vcr_max_body (256 MiB), so the peak stays under rest + 1.25x that, far under the 1 GB.
 
+- Through the proxy (`vcr-proxy start`): a 1 GiB gzip bomb recorded (goal: peak RSS under
+  512 MB), then 100 streams of 10 MB each abandoned by the client after 1 MB (RSS after, as a
+  multiple of RSS at rest: nothing kept).
+
 Run: `.venv/bin/python bench/memory.py` (needs the test dependencies: `make test` installs them).
 """
 
@@ -137,11 +141,48 @@ def gzip_bomb() -> None:
            bool(refused) and peak - rest < 1.25 * limit)
 
 
+def proxy_bomb_and_aborts(folder: Path) -> None:
+    """Through the real proxy: a 1 GiB gzip bomb recorded, then 100 streams of 10 MB that the
+    client abandons after 1 MB. Peak RSS for the first, RSS after for the second."""
+    cert, key = make_certificate(folder)
+    upstream = Upstream(cert, key, http2=False, event_delay=0.0).start()
+    proxy = Proxy(folder / "bomb", upstream_ca=cert, vcr_upstream=upstream.url, vcr_mode="record",
+                  launcher=True).start()
+    try:
+        time.sleep(0.5)
+        rest, _ = memory(proxy.process.pid)
+        with proxy.client(timeout=300) as client:
+            with client.stream("GET", "https://openrouter.ai/bomb?mb=1024") as response:
+                wire = sum(len(data) for data in response.iter_raw())
+            time.sleep(2)  # the save (and its refusal) follows the answer
+            _, peak = memory(proxy.process.pid)
+            for n in range(100):
+                with client.stream("GET", f"https://openrouter.ai/events?n=1000&pad=10000&a={n}") as response:
+                    read = 0
+                    for data in response.iter_raw():
+                        read += len(data)
+                        if read > 1 << 20:
+                            break
+            time.sleep(2)
+            after, _ = memory(proxy.process.pid)
+    finally:
+        proxy.stop()
+        upstream.stop()
+    print(f"through the proxy: RSS at rest {rest / 1e6:.0f} MB; a {wire / 1e6:.1f} MB gzip bomb of 1 GiB: "
+          f"peak {peak / 1e6:.0f} MB ({peak / rest:.1f}x rest); after 100 aborted 10 MB streams: "
+          f"{after / 1e6:.0f} MB ({after / rest:.1f}x rest)")
+    report("proxy: peak RSS while a 1 GB gzip bomb passes, x RSS at rest", f"{peak / rest:.1f}x",
+           "< 512 MB", peak < 512e6)
+    report("proxy: RSS after 100 aborted 10 MB streams, x RSS at rest", f"{after / rest:.1f}x",
+           "<= peak of the bomb run (nothing kept)", after <= max(peak, rest * 2))
+
+
 def main() -> None:
     gzip_bomb()
     with tempfile.TemporaryDirectory() as name:
         replay_set(Path(name))
         record_stream(Path(name))
+        proxy_bomb_and_aborts(Path(name))
 
 
 if __name__ == "__main__":

@@ -136,10 +136,10 @@ def test_gzip_json_is_recorded_decoded_while_the_client_gets_the_upstream_bytes(
         response = client.get("https://openrouter.ai/gzip", headers={"Accept-Encoding": "gzip"})
         assert response.headers["content-encoding"] == "gzip"
         assert response.json()["choices"][0]["message"]["content"] == "Olá! 👋"
-    recorded = recorded(proxy.cassettes / "default.yaml").interactions[0].response
-    assert recorded.uncompressed is True and recorded.content_length == -1
-    assert json.loads(recorded.body)["choices"][0]["message"]["content"] == "Olá! 👋"
-    assert recorded.headers == {"Content-Type": ["application/json"]}
+    saved = recorded(proxy.cassettes / "default.yaml").interactions[0].response
+    assert saved.uncompressed is True and saved.content_length == -1
+    assert json.loads(saved.body)["choices"][0]["message"]["content"] == "Olá! 👋"
+    assert saved.headers == {"Content-Type": ["application/json"]}
 
 
 def test_error_status_and_credentials_never_reach_the_disk(tmp_path, upstream, certificate):

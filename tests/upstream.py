@@ -112,6 +112,20 @@ COMPLETION = {
 }
 
 
+_BOMBS: dict[int, bytes] = {}
+
+
+def _gzip_bomb(mebibytes: int) -> bytes:
+    if mebibytes not in _BOMBS:
+        import zlib
+
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        zeros = bytes(1 << 20)
+        _BOMBS[mebibytes] = b"".join([compressor.compress(zeros) for _ in range(mebibytes)]
+                                     + [compressor.flush()])
+    return _BOMBS[mebibytes]
+
+
 class Gate:
     """A threading.Event that coroutines can also wait for, each woken once when it is set
     (hundreds of streams may wait at once)."""
@@ -247,6 +261,13 @@ class Upstream:
                        "headers": headers, "query": query, "body": body.decode("utf-8", "replace")}
             extra = [(f"x-echo-{n}".encode(), value.encode()) for n, value in enumerate(headers.values())]
             await self._json(send, status, payload, extra=extra)
+        elif path == "/bomb":  # gzip that decodes to `mb` MiB of zeros (1 MiB per ~1 KB sent)
+            size = int(dict(p.split("=") for p in scope["query_string"].decode().split("&") if p).get("mb", 1024))
+            data = _gzip_bomb(size)
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+                (b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
         elif path == "/trailers":  # gRPC-style: the status comes after the body
             await send({"type": "http.response.start", "status": 200, "trailers": True,
                         "headers": [(b"content-type", b"application/grpc")]})
