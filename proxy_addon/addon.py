@@ -49,6 +49,8 @@ def cassette_path(folder: Path, name: str) -> Path:
     the name could reach outside the folder."""
     if not name or "\x00" in name or "\\" in name:
         raise ValueError(f"invalid cassette name {name!r}")
+    if len(name) > 1024 or any(len(part.encode()) > 255 for part in name.split("/")):
+        raise ValueError(f"cassette name of {len(name)} characters is too long for a file name")
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts:
         raise ValueError(f"cassette name {name!r} must be relative to the cassette folder "
@@ -166,11 +168,21 @@ class VcrProxy:
                                                     options.vcr_allow_repeats))
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_match: {error}") from None
-        if options.allow_hosts or options.ignore_hosts:
+        if options.allow_hosts or options.ignore_hosts or options.tcp_hosts:
             # mitmproxy would tunnel what these name, in replay mode too: one rule decides.
             raise exceptions.OptionsError(
-                "allow_hosts/ignore_hosts: vcr-proxy decides which hosts are intercepted; use "
-                "vcr_hosts (hosts to record) and vcr_passthrough_hosts (hosts never touched)")
+                "allow_hosts/ignore_hosts/tcp_hosts: vcr-proxy decides which hosts are intercepted; "
+                "use vcr_hosts (hosts to record) and vcr_passthrough_hosts (hosts never touched)")
+        if options.stream_large_bodies:
+            # mitmproxy would send a large request upstream before it is matched or recorded,
+            # in replay mode too. Responses need no option: streams already pass through live.
+            raise exceptions.OptionsError(
+                "stream_large_bodies: vcr-proxy reads requests whole to match and record them; "
+                "streamed responses reach the client live without this option")
+        # An intercepted connection that does not speak HTTP would otherwise be relayed raw to
+        # its target (mitmproxy's rawtcp), in replay mode too; it fails instead.
+        if options.rawtcp:
+            options.rawtcp = False
         if {"vcr_hosts", "vcr_passthrough_hosts", "vcr_dir"} & updated:
             self.routes = Routes(HostPatterns(parse_hosts(options.vcr_hosts)),
                                  HostPatterns(parse_hosts(options.vcr_passthrough_hosts, ())),
@@ -268,14 +280,14 @@ class VcrProxy:
         # the bytes go there, whatever the Host header says.
         if normalize_host(request.host) == CONTROL_HOST:
             return self.control.answer(flow)
-        mode = self.mode
-        if not self.routes.handles(request.host, mode):
-            return None
         problem = host_mismatch(request.host, request.port, request.scheme, request.host_header,
                                 flow.client_conn.sni)
         if problem:
             log.error(f"vcr-proxy: refused {request.method} {scrub_line(request.pretty_url)}: {problem}")
             flow.response = error_response(400, f"vcr-proxy: {problem}; the request was not forwarded")
+            return None
+        mode = self.mode
+        if not self.routes.handles(request.host, mode):
             return None
         if request.headers.get("upgrade", "").lower() == "websocket":
             return self._websocket(flow, mode)
@@ -394,19 +406,17 @@ class VcrProxy:
 
 
 def hide_credentials(flow: http.HTTPFlow) -> None:
-    """Once an exchange is over, scrub the flow itself, so that what mitmproxy prints or saves
-    of it (mitmdump's flow lines, save_stream_file) holds no credential either."""
+    """Once a request is sent, scrub it in the flow, so that what mitmproxy prints or saves of
+    it (mitmdump's flow lines, save_stream_file) holds no credential either. The response is
+    left alone: the client has yet to receive it, as the upstream sent it."""
     request = flow.request
-    secrets = flow.metadata.get("vcr_secrets")
+    secrets = flow.metadata.pop("vcr_secrets", None)  # no serializer knows it (save_stream_file)
     if secrets is None:
         secrets = request_secrets(request.headers.items(multi=True), request.path, b"", "")
     if "?" in request.path:
         request.path = scrub_line(request.path, secrets)
-    for message in (request, flow.response):
-        if message is None:
-            continue
-        for name in {n for n in message.headers if is_credential_header(n)}:
-            message.headers[name] = MARKER
+    for name in {n for n in request.headers if is_credential_header(n)}:
+        request.headers[name] = MARKER
     if request.raw_content and "content-encoding" not in request.headers:
         _, body, _ = scrub_request(request.path, (), request.raw_content, request.headers.get("content-type", ""))
         if body is not request.raw_content:

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
+import gzip
 import binascii
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
@@ -33,15 +36,25 @@ MARKER = "REDACTED"
 MIN_ECHO = 8
 
 _COOKIE_HEADERS = frozenset(("cookie", "set-cookie", "cookie2", "set-cookie2"))
-_NAME_WORDS = frozenset(("auth", "authorization", "token", "secret", "password", "passwd",
+_NAME_WORDS = frozenset(("auth", "authorization", "authorisation", "authentication", "token", "secret",
+                         "password", "passwd",
                          "passphrase", "credential", "credentials", "apikey", "signature",
                          "cookie"))
 _NAME_SUFFIXES = ("key", "token", "secret", "password")
-_PARAM_NAMES = frozenset(("key", "token", "sig", "code_verifier"))
-_FIELD_SUFFIXES = ("apikey", "apitoken", "accesstoken", "refreshtoken", "idtoken", "sessiontoken",
-                   "authtoken", "securitytoken", "bearertoken", "secret", "secretkey",
-                   "secretaccesskey", "privatekey", "password", "passwd", "passphrase",
-                   "authorization", "subscriptionkey", "credential", "credentials")
+_PARAM_NAMES = frozenset(("key", "token", "sig", "code", "code_verifier", "pass", "pwd", "session",
+                          "sessionid", "session_id", "sid"))
+# JSON field names (lower case, only letters and digits) that hold a credential whatever their
+# value, wherever they appear in the name.
+_FIELD_PARTS = ("apikey", "apitoken", "accesstoken", "refreshtoken", "idtoken", "sessiontoken",
+                "authtoken", "securitytoken", "bearertoken", "secret", "privatekey", "password",
+                "passwd", "passphrase", "subscriptionkey", "accesskey", "clientkey")
+# ... and those that do only at the end of the name ("credentialType" is no credential).
+_FIELD_SUFFIXES = ("authorization", "authorisation", "authentication", "credential", "credentials")
+# Names that hold a credential only when the value looks like one (long, no spaces): an auth
+# token does, logprobs' "token": "Hello" and a "prompt_cache_key": "user-1" do not.
+_AMBIGUOUS_SUFFIXES = ("token", "key", "auth", "bearer", "session", "sessionid", "cookie")
+_TOKENIZER_FIELDS = frozenset(("eostoken", "bostoken", "padtoken", "unktoken", "septoken", "clstoken",
+                               "masktoken"))
 
 
 def _words(name: str) -> list[str]:
@@ -49,6 +62,7 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
 
 
+@functools.lru_cache(maxsize=4096)  # header names repeat: this runs for every request
 def is_credential_header(name: str) -> bool:
     lower = name.lower()
     if lower in _COOKIE_HEADERS:
@@ -62,18 +76,36 @@ def is_credential_header(name: str) -> bool:
                              or words[-1] in _NAME_SUFFIXES))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_credential_param(name: str) -> bool:
     """A query parameter or form field (name as sent, percent-decoded here)."""
     decoded = unquote_plus(name)
     return decoded.lower() in _PARAM_NAMES or is_credential_header(decoded)
 
 
-def is_credential_field(name: str) -> bool:
-    """A JSON field whose string value is a credential."""
+def looks_secret(value: str) -> bool:
+    """Long, ASCII, no spaces, letters and digits: a key, not a logprob's token or a word."""
+    return (len(value) >= 16 and value.isascii() and not any(c.isspace() for c in value)
+            and any(c.isdigit() for c in value) and any(c.isalpha() for c in value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_rule(name: str) -> str | None:
+    """"always", "if long" (see _AMBIGUOUS_SUFFIXES) or None, for a JSON field name."""
     squashed = re.sub(r"[^a-z0-9]", "", name.lower())
     # Header names held in JSON (a gateway's config, an echo of the request) count as headers.
-    return (squashed.endswith(_FIELD_SUFFIXES) or squashed in ("cookie", "setcookie")
-            or ("-" in name and is_credential_header(name)))
+    if (any(part in squashed for part in _FIELD_PARTS) or squashed.endswith(_FIELD_SUFFIXES)
+            or ("-" in name and is_credential_header(name))):
+        return "always"
+    if squashed.endswith(_AMBIGUOUS_SUFFIXES) and squashed not in _TOKENIZER_FIELDS:
+        return "if long"
+    return None
+
+
+def is_credential_field(name: str, value: str | None = None) -> bool:
+    """A JSON field whose string value (`value`, when known) is a credential."""
+    rule = _field_rule(name)
+    return rule == "always" or (rule == "if long" and value is not None and looks_secret(value))
 
 
 # Shapes of API keys and tokens, named for the findings `vcr-proxy check` prints.
@@ -102,6 +134,31 @@ def shape_name(match: re.Match) -> str:
     return _SHAPE_NAMES[int(match.lastgroup[1:])]
 
 
+# What every shape starts with: looked for first, since `in` is far cheaper than the pattern.
+_SHAPE_STARTS = ("sk-", "AIza", "ya29.", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+                 "github_pat_", "xox", "xai-", "gsk_", "hf_", "eyJ")
+_SHAPE_STARTS_BYTES = tuple(start.encode() for start in _SHAPE_STARTS)
+# What every credential field name ends with (lower case), before its closing quote.
+_FIELD_HINTS = (b'key"', b'token"', b"secret", b"passw", b"passphrase", b"auth", b"credential",
+                b'cookie"', b'signature"', b'bearer"', b'session"', b'sessionid"', b"private",
+                b"-key", b"-token")
+# ... and as they stand in JSON inside a JSON string (a tool call's arguments).
+_FIELD_HINTS += tuple(hint.replace(b'"', b'\\"') for hint in _FIELD_HINTS if hint.endswith(b'"'))
+_SMALL = 1 << 20
+
+
+def _may_hold_shape(value) -> bool:
+    starts = _SHAPE_STARTS if isinstance(value, str) else _SHAPE_STARTS_BYTES
+    return any(start in value for start in starts)
+
+
+def _may_hold_field(data) -> bool:
+    if len(data) < _SMALL:
+        lower = data.lower()
+        return any(hint in lower for hint in _FIELD_HINTS)
+    return _MAYBE_FIELD.search(data) is not None  # no lower-case copy of a long body
+
+
 # A JSON string member `"name": "value"`: the value is replaced when the name is a credential.
 _MEMBER = r'"((?:[^"\\\r\n]|\\.)*)"\s*:\s*"((?:[^"\\\r\n]|\\.)*)"'
 _MEMBER_TEXT = re.compile(_MEMBER)
@@ -122,8 +179,9 @@ class Secrets:
         if not value or value == MARKER:
             return
         self.values.add(value)
-        scheme, _, rest = value.partition(" ")
-        if rest and scheme.lower() in ("bearer", "basic", "token", "key", "bot", "digest"):
+        parts = value.split(None, 1)
+        if len(parts) == 2:  # "Bearer X", "ApiKey X", "SSWS X": the credential is the last part
+            scheme, rest = parts
             self.add(rest)
             if scheme.lower() == "basic":
                 try:
@@ -142,8 +200,10 @@ class Secrets:
     def add_cookies(self, header_value: str) -> None:
         for pair in header_value.split(";"):
             name, sep, value = pair.partition("=")
-            if sep and name.strip().lower() not in ("path", "domain", "expires", "max-age",
-                                                    "samesite"):
+            if not sep:  # a bare value: `Cookie: S`
+                if pair.strip().lower() not in ("secure", "httponly", "partitioned"):
+                    self.add(pair)
+            elif name.strip().lower() not in ("path", "domain", "expires", "max-age", "samesite"):
                 self.add(value)
 
     def echoes(self) -> list[str]:
@@ -152,7 +212,9 @@ class Secrets:
         for value in self.values:
             if len(value) < MIN_ECHO:
                 continue
-            forms.update((value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]))
+            escaped = json.dumps(value)[1:-1]
+            forms.update((value, quote(value, safe=""), quote_plus(value), escaped,
+                          escaped.replace("/", "\\/")))  # JSON encoders that escape slashes
         return sorted(forms, key=len, reverse=True)
 
 
@@ -182,16 +244,16 @@ class Scrubber:
     def query(self, query: str, where: str) -> str:
         if not query:
             return query
-        pairs = []
-        for pair in query.split("&"):
-            name, sep, value = pair.partition("=")
+        # Split on `;` too, as some servers do: what might separate a pair is a separator here.
+        pieces = re.split(r"([&;])", query)
+        for index in range(0, len(pieces), 2):
+            name, sep, value = pieces[index].partition("=")
             if sep and value != MARKER and is_credential_param(name):
                 self.secrets.add(unquote_plus(value))
                 self.found.append(f"{where} parameter {unquote_plus(name)}")
-                pair = f"{name}={MARKER}"
-            pairs.append(pair)
+                pieces[index] = f"{name}={MARKER}"
         self._echoes = None
-        return "&".join(pairs)
+        return "".join(pieces)
 
     def url(self, url: str, where: str = "request url") -> str:
         parts = urlsplit(url)
@@ -214,11 +276,29 @@ class Scrubber:
         if not body:
             return body
         kind = content_type.split(";", 1)[0].strip().lower()
-        if kind == "application/x-www-form-urlencoded":
-            return self._urlencoded(body, where)
         if kind == "multipart/form-data":
             return self._multipart(body, content_type, where)
+        # A form is scrubbed as one whatever its Content-Type says (often none, or text/plain).
+        if kind == "application/x-www-form-urlencoded" or _looks_urlencoded(body):
+            return self._urlencoded(body, where)
+        self._collect_json(body)
         return self._json_fields(body, where)
+
+    def _collect_json(self, body) -> None:
+        """Credentials in JSON shapes the in-place scan does not see (lists of values, name and
+        value pairs, JSON inside strings): collected, so the by-value step replaces them."""
+        if len(body) >= _SMALL or not _may_hold_field(body.encode("utf-8", "surrogateescape")
+                                                      if isinstance(body, str) else body):
+            return
+        text = body if isinstance(body, str) else bytes(body).decode("utf-8", "replace")
+        documents = [text] if text.lstrip()[:1] in ("{", "[") else [
+            line[5:] for line in text.splitlines() if line.startswith("data:")]
+        for document in documents:
+            try:
+                _walk_json(json.loads(document), self.secrets, 0)
+            except (ValueError, RecursionError):
+                continue
+        self._echoes = None
 
     def _urlencoded(self, body, where: str):
         text = body if isinstance(body, str) else bytes(body).decode("latin-1")
@@ -228,18 +308,19 @@ class Scrubber:
         return scrubbed if isinstance(body, str) else scrubbed.encode("latin-1")
 
     def _multipart(self, body, content_type: str, where: str):
-        boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+        boundary = re.search(r'(?i)boundary="?([^";]+)"?', content_type)
         if not boundary:
             return body
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
-        part = re.compile(rb'(?is)(content-disposition:[^\r\n]*?\bname="([^"]*)"[^\r\n]*\r?\n'
+        part = re.compile(rb'(?is)(content-disposition:[^\r\n]*?\bname\*?=(?:"([^"]*)"|([^;\s]*))[^\r\n]*\r?\n'
                           rb'(?:[^\r\n]+\r?\n)*\r?\n)(.*?)(?=\r?\n--' + re.escape(boundary.group(1).encode()) + rb')')
 
         def replace(match: re.Match) -> bytes:
-            name = match.group(2).decode("utf-8", "replace")
-            if not is_credential_param(name) or match.group(3) == MARKER.encode():
+            name = unquote_plus((match.group(2) or match.group(3)).decode("utf-8", "replace"))
+            name = name.split("''", 1)[-1]  # RFC 5987: name*=utf-8''api_key
+            if not is_credential_param(name) or match.group(4) == MARKER.encode():
                 return match.group(0)
-            self.secrets.add(match.group(3).decode("utf-8", "replace"))
+            self.secrets.add(match.group(4).decode("utf-8", "replace"))
             self.found.append(f"{where} multipart field {name}")
             return match.group(1) + MARKER.encode()
 
@@ -252,7 +333,7 @@ class Scrubber:
     def _json_fields(self, body, where: str):
         is_text = isinstance(body, str)
         probe = body.encode("utf-8", "surrogateescape") if is_text else body
-        if not _MAYBE_FIELD.search(probe):
+        if not _may_hold_field(probe):
             return body
         member = _MEMBER_TEXT if is_text else _MEMBER_BYTES
         marker = MARKER if is_text else MARKER.encode()
@@ -266,7 +347,7 @@ class Scrubber:
                 value_text = json.loads(f'"{value if is_text else value.decode("utf-8", "replace")}"')
             except ValueError:
                 return match.group(0)
-            if not is_credential_field(name_text) or value_text in ("", MARKER):
+            if not is_credential_field(name_text, value_text) or value_text in ("", MARKER):
                 return match.group(0)
             self.secrets.add(value_text)
             self.found.append(f"{where} field {name_text}")
@@ -292,6 +373,8 @@ class Scrubber:
             if scrubbed != value:
                 self.found.append(f"{where}: a credential's value")
             return self._shapes(scrubbed, KEY_SHAPES, MARKER, where)
+        if value[:2] == b"\x1f\x8b":  # a gzip-encoded body (a request's, recorded as sent)
+            return self._gzipped(value, where)
         scrubbed = value
         for echo in self._bytes_echoes():
             if echo in scrubbed:
@@ -300,8 +383,19 @@ class Scrubber:
             self.found.append(f"{where}: a credential's value")
         return _same_type(self._shapes(scrubbed, _KEY_SHAPES_BYTES, MARKER.encode(), where), value)
 
+    def _gzipped(self, value, where: str):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            plain = decoder.decompress(bytes(value), 64 << 20)
+        except zlib.error:
+            plain = None
+        if plain is None or decoder.unconsumed_tail:  # not gzip, or a bomb: left as it is
+            return value
+        scrubbed = self.text(self._json_fields(plain, where), where)
+        return value if scrubbed is plain else _same_type(gzip.compress(bytes(scrubbed), mtime=0), value)
+
     def _shapes(self, value, pattern: re.Pattern, marker, where: str):
-        if pattern.search(value) is None:
+        if not _may_hold_shape(value) or pattern.search(value) is None:
             return value
 
         def replace(match: re.Match):
@@ -322,7 +416,59 @@ class Scrubber:
 
     def header_map(self, headers: dict[str, list[str]], where: str) -> None:
         for name, values in headers.items():
-            headers[name] = [self.text(v, f"{where} header {name}") for v in values]
+            headers[name] = [self.text(self._header_url(v, f"{where} header {name}"),
+                                       f"{where} header {name}") for v in values]
+
+    def _header_url(self, value: str, where: str) -> str:
+        """A URL in a header (Location: ...?code=...) loses its credential parameters."""
+        if "?" not in value or "=" not in value:
+            return value
+        return re.sub(r"\?[^\s#]*", lambda m: "?" + self.query(m.group(0)[1:], where), value)
+
+
+_URLENCODED = re.compile(r"[\w.%+*~\[\]-]+=[^&;\s]*(?:[&;][\w.%+*~\[\]-]+=[^&;\s]*)*\s*")
+
+
+def _looks_urlencoded(body) -> bool:
+    if len(body) >= _SMALL:
+        return False
+    text = body if isinstance(body, str) else bytes(body).decode("latin-1")
+    return _URLENCODED.fullmatch(text) is not None
+
+
+_VALUE_KEYS = ("value", "secret", "token", "key")
+
+
+def _walk_json(node, secrets: Secrets, depth: int) -> None:
+    if depth > 64:
+        return
+    if isinstance(node, dict):
+        label = node.get("name") or node.get("key") or node.get("header")
+        if isinstance(label, str) and is_credential_header(label) and isinstance(node.get("value"), str):
+            secrets.add(node["value"])  # {"name": "x-api-key", "value": "..."}
+        for name, value in node.items():
+            if isinstance(name, str) and _field_rule(name):
+                if isinstance(value, str) and is_credential_field(name, value):
+                    secrets.add(value)
+                elif isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, str) and is_credential_field(name, item):
+                            secrets.add(item)
+                elif isinstance(value, dict) and _field_rule(name) == "always":
+                    for key in _VALUE_KEYS:  # {"client_secret": {"value": "ek_..."}}
+                        if isinstance(value.get(key), str):
+                            secrets.add(value[key])
+            _walk_json(value, secrets, depth + 1)
+    elif isinstance(node, list):
+        if len(node) == 2 and all(isinstance(item, str) for item in node) and is_credential_header(node[0]):
+            secrets.add(node[1])  # [["Authorization", "Bearer ..."]]
+        for item in node:
+            _walk_json(item, secrets, depth + 1)
+    elif isinstance(node, str) and node[:1] in ("{", "[") and len(node) < _SMALL:
+        try:  # JSON inside a string: a tool call's arguments
+            _walk_json(json.loads(node), secrets, depth + 1)
+        except (ValueError, RecursionError):
+            pass
 
 
 def _same_type(scrubbed, original):
@@ -358,7 +504,15 @@ def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
     for where, header in (("request", request.headers), ("request trailer", request.trailer),
                           ("response", response.headers), ("response trailer", response.trailer)):
         scrubber.header_map(header, where)
+    if scrubber.found:  # a body that changed length says so, as Go would read it
+        for message in (request, response):
+            if message.content_length > 0:
+                message.content_length = _length(message.body)
     return scrubber.found
+
+
+def _length(body) -> int:
+    return len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else len(body)
 
 
 def request_secrets(headers: Iterable[tuple[str, str]], url: str, body: bytes,

@@ -51,7 +51,10 @@ def normalized_url(url: str) -> str:
     parts = urlsplit(url)
     query = "&".join(sorted(pair for pair in parts.query.split("&")
                             if pair and not is_credential_param(pair.partition("=")[0])))
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", query, ""))
+    netloc = parts.netloc.lower()
+    host, colon, port = netloc.rpartition(":") if netloc.rpartition(":")[2].isdigit() else (netloc, "", "")
+    netloc = host.rstrip(".") + colon + port  # api.openai.com. is api.openai.com
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, ""))
 
 
 def _as_text(body: str | bytes) -> str | bytes:
@@ -81,7 +84,7 @@ def _json_value(text: str | bytes):
         return _MISSING
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # 3,000 nested brackets: compared as text
         return _MISSING
 
 
@@ -210,8 +213,11 @@ class Matcher:
         sent_json = _json_value(sent)
         if recorded_json is not _MISSING and sent_json is not _MISSING:
             ignored = self.rules.ignored_fields
-            found = first_difference(_without_ignored(recorded_json, ignored),
-                                     _without_ignored(sent_json, ignored))
+            try:
+                found = first_difference(_without_ignored(recorded_json, ignored),
+                                         _without_ignored(sent_json, ignored))
+            except RecursionError:
+                found = None if recorded_json == sent_json else "$: differs (too deeply nested to say where)"
             return f"body {found}" if found else None
         return f"body: recorded {_preview(recorded)}, sent {_preview(sent)}"
 

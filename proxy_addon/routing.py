@@ -15,7 +15,6 @@ The rules:
 
 from __future__ import annotations
 
-import fnmatch
 import mmap
 import os
 import re
@@ -93,13 +92,25 @@ def parse_hosts(value: str, defaults: tuple[str, ...] = DEFAULT_HOSTS) -> list[s
     return base + [normalize_host(entry.lstrip("+")) for entry in entries]
 
 
+def _pattern_regex(pattern: str) -> str:
+    """`*` stands for one label or part of one (`127.0.0.*` is no `127.0.0.1.evil.example`);
+    a leading `*.` for one or more labels; `*` alone for every host."""
+    if pattern == "*":
+        return ".*"
+    prefix = ""
+    if pattern.startswith("*."):
+        prefix, pattern = r"(?:[^.]+\.)+", pattern[2:]
+    return prefix + "".join("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c)
+                            for c in pattern)
+
+
 class HostPatterns:
-    """A list of shell patterns (`*.openai.azure.com`) matched against normalised hosts."""
+    """A list of host patterns (`*.openai.azure.com`) matched against normalised hosts."""
 
     def __init__(self, patterns: list[str] | tuple[str, ...]):
         self.patterns = [normalize_host(p) for p in patterns if p.strip()]
-        joined = "|".join(fnmatch.translate(p) for p in self.patterns)
-        self._regex = re.compile(joined) if joined else None
+        joined = "|".join(_pattern_regex(p) for p in self.patterns)
+        self._regex = re.compile(rf"(?:{joined})\Z") if joined else None
 
     def matches(self, host: str) -> bool:
         return self._regex is not None and self._regex.match(normalize_host(host)) is not None

@@ -157,3 +157,66 @@ def test_check_findings_name_places_never_values_and_redact_clears_them(tmp_path
 def test_the_corpus_holds_no_credential():
     for path in corpus_files():
         assert cassette_findings(load(path)) == [], path
+
+
+# Forms a first attack found unscrubbed, each now a case.
+ATTACK_SECRET = "ATT4CK-s3cret-Value-0042"
+
+
+@pytest.mark.parametrize("url, body, headers", [
+    (f"https://x.example/v1?foo=1;api_key={ATTACK_SECRET}", "", {}),
+    (f"https://x.example/cb?code={ATTACK_SECRET}&pwd={ATTACK_SECRET}x", "", {}),
+    ("https://x.example/v1", f"client_secret={ATTACK_SECRET}&m=x", {"Content-Type": ["text/plain"]}),
+    ("https://x.example/v1", f"client_secret={ATTACK_SECRET};m=x", {}),
+    ("https://x.example/v1", f"--b1\r\nContent-Disposition: form-data; name=api_key\r\n\r\n{ATTACK_SECRET}\r\n--b1--\r\n",
+     {"Content-Type": ["multipart/form-data; BOUNDARY=b1"]}),
+    ("https://x.example/v1", json.dumps({"token": ATTACK_SECRET}), {}),
+    ("https://x.example/v1", json.dumps({"hf_token": ATTACK_SECRET, "n": 1}), {}),
+    ("https://x.example/v1", json.dumps({"api_key": [ATTACK_SECRET]}), {}),
+    ("https://x.example/v1", json.dumps({"headers": [["Authorization", f"Bearer {ATTACK_SECRET}"]]}), {}),
+    ("https://x.example/v1", json.dumps({"headers": [{"name": "x-api-key", "value": ATTACK_SECRET}]}), {}),
+    ("https://x.example/v1", json.dumps({"tool_calls": [{"function": {
+        "arguments": json.dumps({"api_key": ATTACK_SECRET})}}]}), {}),
+    ("https://x.example/v1", "", {"Authentication": [ATTACK_SECRET]}),
+    ("https://x.example/v1", "", {"Authorisation": [f"ApiKey {ATTACK_SECRET}"]}),
+])
+def test_forms_an_attack_found(url, body, headers):
+    echo = f"you sent {ATTACK_SECRET} and {ATTACK_SECRET.replace('-', chr(92) + '-')}"
+    interaction = _interaction(url=url, body=body, request_headers=dict(headers), response_body=echo)
+    scrub_interaction(interaction)
+    assert ATTACK_SECRET not in repr(interaction)
+
+
+def test_echoes_of_credentials_under_any_scheme_or_escaping():
+    secret = "ZQPHP05x/Secret+abc123"
+    for header in ([f"SSWS {secret}"], [f"Bearer\t{secret}"], [secret]):
+        interaction = _interaction(request_headers={"Authorization": header, "Cookie": [secret]},
+                                   response_body=json.dumps({"echo": secret}).replace("/", "\\/"))
+        scrub_interaction(interaction)
+        assert "Secret+abc" not in repr(interaction), header
+
+
+def test_credentials_a_response_issues_are_scrubbed_but_not_logprobs():
+    issued = json.dumps({"client_secret": {"value": "ek_68af0b0c2a1d8191a0b1c2d3"}, "private_key_pem": "-----BEGIN x",
+                         "logprobs": {"content": [{"token": "Hello", "logprob": -0.1},
+                                                  {"token": "<｜end▁of▁sentence｜>", "logprob": -1}]}})
+    interaction = _interaction(response_body=issued,
+                               response_headers={"Location": ["https://app.example/cb?code=0xC0DE-123456&state=s"]})
+    scrub_interaction(interaction)
+    body = json.loads(interaction.response.body)
+    assert body["client_secret"]["value"] == MARKER and body["private_key_pem"] == MARKER
+    assert [t["token"] for t in body["logprobs"]["content"]] == ["Hello", "<｜end▁of▁sentence｜>"]
+    assert interaction.response.headers["Location"] == ["https://app.example/cb?code=REDACTED&state=s"]
+
+
+def test_a_gzip_encoded_request_body_is_scrubbed_inside_and_lengths_follow():
+    import gzip
+
+    interaction = _interaction(body=gzip.compress(json.dumps({"api_key": ATTACK_SECRET}).encode()),
+                               response_body=f"bad key {ATTACK_SECRET}")
+    interaction.request.content_length = len(interaction.request.body)
+    interaction.response.content_length = len(interaction.response.body)
+    assert scrub_interaction(interaction)
+    assert ATTACK_SECRET.encode() not in gzip.decompress(interaction.request.body)
+    assert interaction.request.content_length == len(interaction.request.body)
+    assert interaction.response.content_length == len(interaction.response.body.encode())

@@ -133,3 +133,57 @@ def test_hosts_named_in_cassettes_are_replayed_in_every_mode(tmp_path, network, 
     finally:
         proxy.stop()
     assert network.connections == []
+
+
+def _raw_tunnel(proxy: Proxy, target: str, payload: bytes) -> bytes:
+    """CONNECT `target`, then bytes that are neither TLS nor HTTP; what came back."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw:
+        raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode() + payload)
+        answer = b""
+        try:
+            while chunk := raw.recv(4096):
+                answer += chunk
+        except (TimeoutError, ConnectionError):
+            pass
+    return answer
+
+
+def test_replay_relays_nothing_that_is_not_http(tmp_path, network):
+    proxy = Proxy(tmp_path, vcr_mode="replay", mode=f"upstream:{network.url}", launcher=True).start()
+    try:
+        _raw_tunnel(proxy, "api.openai.com:443", b"\x00\x01\x02binary-payload-S3CR3T")
+        _raw_tunnel(proxy, "10.0.0.1:22", b"SSH-2.0-OpenSSH_9.0\r\n")
+    finally:
+        proxy.stop()
+    assert network.connections == []
+
+
+def test_options_that_would_send_requests_before_they_are_matched_are_refused(tmp_path):
+    for option in ("stream_large_bodies=1k", "ignore_hosts=.*", "allow_hosts=api.openai.com",
+                   "tcp_hosts=.*"):
+        name, value = option.split("=")
+        proxy = Proxy(tmp_path, vcr_mode="replay", launcher=True, **{name: value})
+        with pytest.raises(RuntimeError, match=name):
+            proxy.start()
+        proxy.log.close()
+
+
+def test_passthrough_patterns_do_not_span_labels_and_hosts_must_agree(tmp_path, network):
+    proxy = Proxy(tmp_path, vcr_mode="replay", mode=f"upstream:{network.url}",
+                  vcr_passthrough_hosts="127.0.0.*,localhost").start()
+    try:
+        with proxy.client() as client:
+            spoofed = client.get("https://127.0.0.1.attacker.example/")
+            plain = client.get("http://127.0.0.1.attacker.example/x")
+            mismatch = client.get("http://localhost/v1/models", headers={"Host": "api.openai.com"})
+            deep = client.post(CHAT, content=b"[" * 3000)
+            long_name = client.post(CHAT, json={}, headers={"X-Vcr-Cassette": "a/" * 3000})
+    finally:
+        proxy.stop()
+    assert spoofed.status_code == 404 and plain.status_code == 404
+    assert mismatch.status_code == 400
+    assert deep.status_code == 404 and long_name.status_code == 400
+    assert network.connections == []
+    assert "Traceback" not in proxy.output()

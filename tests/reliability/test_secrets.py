@@ -151,3 +151,23 @@ def test_every_credential_form_is_scrubbed_then_replays(tmp_path, upstream, mode
     assert _cli("redact", str(tmp_path / "leaky")).returncode == 0
     assert _cli("check", str(tmp_path / "leaky")).returncode == 0
     assert check_problems == len(forms)
+
+
+def test_save_stream_file_works_while_recording_and_holds_no_request_credential(tmp_path, upstream):
+    from mitmproxy import io
+
+    flows = tmp_path / "flows.mitm"
+    proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url, vcr_mode="record",
+                  save_stream_file=str(flows)).start()
+    try:
+        with proxy.client() as client:
+            client.post(f"https://openrouter.ai/api/v1/chat/completions?key={GOOGLE}", json={"model": "m"},
+                        headers={"Authorization": f"Bearer {KEY}"})
+        recorded(proxy.cassettes / "default.yaml")
+    finally:
+        proxy.stop()
+    with open(flows, "rb") as handle:
+        saved = list(io.FlowReader(handle).stream())
+    assert len(saved) == 1 and "Addon error" not in proxy.output()
+    request = saved[0].request
+    assert KEY not in repr(request.headers) and GOOGLE not in request.url
