@@ -63,6 +63,8 @@ class Recorder:
         if recording is None:
             return
         headers = flow.response.headers
+        # For the client only: filters.py keeps it out of the cassette.
+        headers["X-Vcr-Proxy"] = f"recorded {recording.writer.path}#{recording.id}"
         if ("text/event-stream" in headers.get("content-type", "").lower()
                 or "content-length" not in headers
                 or "chunked" in headers.get("transfer-encoding", "").lower()):
@@ -92,6 +94,14 @@ class Recorder:
                     recording.ended = recording.arrivals[-1][1]
                 return await self._save(flow, recording, header_policy)
             reason = flow.error.msg if flow.error else "unknown error"
+            if (recording.streamed and recording.copy and flow.response is not None
+                    and "client" not in reason.lower()):
+                # The upstream cut the stream off: keep what came, marked, to replay the cut.
+                recording.ended = recording.arrivals[-1][1] if recording.arrivals else time.time()
+                log.warning(f"vcr-proxy: recorded as partial: {flow.request.method} "
+                            f"{self._shown(flow, recording)}: the stream was cut off "
+                            f"({scrub_line(reason, self._secrets(flow))})")
+                return await self._save(flow, recording, header_policy, partial=True)
             log.warning(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
                         f"the exchange did not complete ({scrub_line(reason, self._secrets(flow))})")
             return None
@@ -111,7 +121,8 @@ class Recorder:
     def _shown(self, flow: http.HTTPFlow, recording: PendingRecording) -> str:
         return scrub_line(recording.url, self._secrets(flow))
 
-    async def _save(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str) -> int | None:
+    async def _save(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str,
+                    partial: bool = False) -> int | None:
         response = flow.response
         streamed = recording.streamed
         body = recording.copy if streamed else (response.raw_content or b"")
@@ -129,6 +140,8 @@ class Recorder:
         )
         try:
             interaction, timing = to_interaction(exchange, recording.id, header_policy)
+            if partial:  # a response header, which go-vcr loads and keeps (playback.py)
+                interaction.response.headers["X-Vcr-Partial"] = ["true"]
             await asyncio.to_thread(recording.writer.append, interaction, timing)
         except (DecodeError, CassetteError, OSError) as error:
             log.error(f"vcr-proxy: not recorded: {flow.request.method} {self._shown(flow, recording)}: "
