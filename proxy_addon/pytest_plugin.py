@@ -140,7 +140,9 @@ class VcrState:
         option = self.config.getoption
         command = [sys.executable, "-m", "proxy_addon.cli", "start", "--port", str(self.port),
                    "--dir", str(self.folder), "--mode", "passthrough",
-                   "--confdir", str(self.confdir)]
+                   "--confdir", str(self.confdir),
+                   # A log line per replayed request is noise here (misses are still logged).
+                   "--set", "vcr_log_replays=false"]
         if option("vcr_upstream"):
             command += ["--upstream", option("vcr_upstream")]
         for item in option("vcr_set") or ():
