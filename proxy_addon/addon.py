@@ -27,7 +27,7 @@ from proxy_addon.credentials import (  # noqa: E402
     MARKER, is_credential_header, request_secrets, scrub_line, scrub_request)
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
-from proxy_addon.playback import Player, incoming_request  # noqa: E402
+from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
@@ -287,7 +287,13 @@ class VcrProxy:
             flow.response = error_response(400, f"vcr-proxy: {problem}; the request was not forwarded")
             return None
         mode = self.mode
+        fault_text = request.headers.pop(FAULT_HEADER, None)  # never forwarded nor recorded
         if not self.routes.handles(request.host, mode):
+            return None
+        try:
+            flow.metadata["vcr_fault"] = parse_fault(fault_text) if fault_text else self.session.fault
+        except ValueError as error:
+            flow.response = error_response(400, f"vcr-proxy: {FAULT_HEADER}: {error}")
             return None
         if request.headers.get("upgrade", "").lower() == "websocket":
             return self._websocket(flow, mode)
@@ -349,17 +355,23 @@ class VcrProxy:
         await self._finish(self._replay(flow, replay, mode))
 
     def _replay(self, flow: http.HTTPFlow, replay: ReplayCassette, mode: str):
+        fault = active_fault(flow) if mode != "new-episodes" else None
+        if fault is not None and fault.status:
+            return self.player.fail(flow, fault)
         incoming = incoming_request(flow, "headers" in self.matcher.rules.parts)
         interaction, matched = replay.find(self.matcher, incoming)
         if interaction is not None:
             self.session.replayed.append(interaction.id)
+            self.session.replayed_from.append(f"{replay.path}#{interaction.id}")
             if ctx.options.vcr_log_replays:
                 log.info(f"replayed {incoming.method} {incoming.url} -> "
                          f"{interaction.response.code} from {replay.path}#{interaction.id}")
-            return self.player.serve(flow, replay, interaction, ctx.options.vcr_timing, self.speed)
+            return self.player.serve(flow, replay, interaction, ctx.options.vcr_timing, self.speed,
+                                     fault)
         if mode == "new-episodes":
             return self._record(flow, replay.path, fresh=False)
         self.session.misses.append(self.player.miss(flow, replay, self.matcher, incoming, matched))
+        self.session.miss_messages.append(flow.metadata["vcr_miss"])
         return None
 
     @staticmethod

@@ -79,13 +79,20 @@ def check(paths: tuple[str, ...]) -> None:
     Prints one line per bad file and exits 1 if there is any.
     """
     problems: list[str] = []
+    cassettes = interactions = 0
     for path, cassette in loaded_cassettes(paths, problems):
+        cassettes += 1
+        interactions += len(cassette.interactions)
         for note in cassette.ignored:
             problems.append(f"{path}: {note}: Go ignores it and drops it on save; remove it")
         for finding in cassette_findings(cassette):
             problems.append(f"{path}: {finding}: looks like a credential; run "
                             f"`vcr-proxy redact {path}`")
     _report(problems)
+    found = (f"{len(problems)} problem{'s' if len(problems) != 1 else ''}" if problems
+             else "no problems")
+    click.echo(f"{cassettes} cassette{'s' if cassettes != 1 else ''}, {interactions} "
+               f"interaction{'s' if interactions != 1 else ''}, {found}")
     sys.exit(1 if problems else 0)
 
 
@@ -346,10 +353,13 @@ def shell(port, listen_host, confdir):
 @click.option("--passthrough-host", "passthrough_hosts", multiple=True, metavar="PATTERN",
               help="A host that reaches the network untouched, in replay mode too (repeatable; "
                    "VCR_PROXY_PASSTHROUGH_HOSTS, comma-separated).")
+@click.option("--allow-repeats", is_flag=True, envvar="VCR_PROXY_ALLOW_REPEATS",
+              help="Once every matching interaction was replayed, serve the last one again "
+                   "instead of a miss.")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
 def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,
-          hosts, passthrough_hosts, confdir, extra):
+          hosts, passthrough_hosts, allow_repeats, confdir, extra):
     """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
     from .launcher import run_proxy
 
@@ -358,6 +368,8 @@ def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, he
                 "vcr_upstream": upstream, "vcr_headers": headers, "vcr_layout": layout}
     if hosts:
         settings["vcr_hosts"] = hosts
+    if allow_repeats:
+        settings["vcr_allow_repeats"] = "true"
     passthrough = [*passthrough_hosts, os.environ.get("VCR_PROXY_PASSTHROUGH_HOSTS", "")]
     if any(passthrough):
         settings["vcr_passthrough_hosts"] = ",".join(p for p in passthrough if p)

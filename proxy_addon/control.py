@@ -1,10 +1,14 @@
 """The control endpoint: test runners steer the proxy through requests to a reserved host.
 
     POST http://vcr-proxy.control/cassette  {"name": "suite/test", "mode": "replay"}
-        Following requests use this cassette (and mode) until the next selection or eject.
+        Following requests use this cassette (and mode) until the next selection or eject;
+        optional "fault": "status=429;retry-after=2" for every replayed request of the
+        selection. If a cassette was selected, the answer's "previous" is its eject report,
+        so a test runner needs one round trip per test.
     POST http://vcr-proxy.control/eject
-        Back to the configured cassette and mode; answers what was recorded, replayed, missed,
-        and what could not be saved.
+        Back to the configured cassette and mode; answers what was recorded, replayed, missed
+        (with the miss messages), what could not be saved, and, in replay and once mode, the
+        ids never replayed.
     GET  http://vcr-proxy.control/status
 
 Every request carries the header `X-Vcr-Control: 1`.
@@ -14,6 +18,7 @@ The addon answers these itself; they never leave the proxy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -35,9 +40,13 @@ class Session:
     replayed: list[int] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # interactions that could not be saved
+    miss_messages: list[str] = field(default_factory=list)  # each miss's whole error
+    replayed_from: list[str] = field(default_factory=list)  # "<cassette file>#<id>"
+    fault: object = None  # a playback.Fault for the whole selection
 
     def report(self, default_cassette: str, default_mode: str) -> dict:
         data = asdict(self)
+        data["fault"] = getattr(self.fault, "text", None)
         data["cassette"] = self.cassette or default_cassette
         data["mode"] = self.mode or default_mode
         return data
@@ -48,7 +57,7 @@ class ControlError(ValueError):
 
 
 _EXAMPLE = '{"name": "suite/test", "mode": "once"}'
-_FIELDS = ("name", "mode")
+_FIELDS = ("name", "mode", "fault")
 
 
 def parse_selection(body: bytes, modes: tuple[str, ...]) -> tuple[str, str | None]:
@@ -96,6 +105,21 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def parse_fault_field(body: bytes):
+    """The selection's optional "fault" (a playback.Fault), or None; ValueError if invalid."""
+    from .playback import parse_fault
+
+    try:
+        fault = json.loads(body or b"{}").get("fault")
+    except (ValueError, AttributeError):
+        return None
+    if fault is None or fault == "":
+        return None
+    if not isinstance(fault, str):
+        raise ValueError("'fault' must be a string like \"status=429;retry-after=2\"")
+    return parse_fault(fault)
+
+
 class ControlEndpoint:
     """Answers requests to CONTROL_HOST for `proxy` (the addon): select, eject, status."""
 
@@ -120,7 +144,14 @@ class ControlEndpoint:
             except (ControlError, ValueError) as error:
                 flow.response = error_response(400, f"vcr-proxy control: {error}")
                 return None
-            proxy.session = Session(cassette=name, mode=mode)
+            try:
+                fault = parse_fault_field(flow.request.raw_content or b"")
+            except ValueError as error:
+                flow.response = error_response(400, f"vcr-proxy control: {error}")
+                return None
+            if proxy.session.cassette is not None:
+                return self._select_after(flow, name, mode, fault, cassette_file)
+            proxy.session = Session(cassette=name, mode=mode, fault=fault)
             proxy.forget(cassette_file)  # selected again: starts over
             flow.response = json_response(200, proxy.report())
         elif path == "/eject" and method == "POST":
@@ -135,8 +166,49 @@ class ControlEndpoint:
     async def _eject(self, flow) -> None:
         from .responses import json_response
 
+        report = await self._closing_report()
+        self.proxy.session = Session()
+        flow.response = json_response(200, report)
+
+    async def _select_after(self, flow, name: str, mode: str | None, fault, cassette_file) -> None:
+        """Select a cassette while another is selected: the answer carries the other's report."""
+        from .responses import json_response
+
+        previous = await self._closing_report()
+        proxy = self.proxy
+        proxy.session = Session(cassette=name, mode=mode, fault=fault)
+        proxy.forget(cassette_file)
+        flow.response = json_response(200, proxy.report() | {"previous": previous})
+
+    async def _closing_report(self) -> dict:
         # A client may have read a stream's last event before the proxy saw its end.
         await self.proxy.recorder.settle(2.0)
         report = self.proxy.report()
-        self.proxy.session = Session()
-        flow.response = json_response(200, report)
+        try:
+            report["unused"] = await self._unused()
+        except Exception as error:  # a report must not fail because a cassette went bad
+            report["unused"] = []
+            report["unused_error"] = str(error)
+        return report
+
+    async def _unused(self) -> list[int]:
+        """Ids of the selected cassette that this selection never replayed (replay and once
+        mode, when the cassette was replayed rather than recorded)."""
+        from .replay import ReplayCassette
+
+        proxy = self.proxy
+        mode = proxy.mode
+        if mode not in ("replay", "once"):
+            return []
+        path = proxy.cassette_for(proxy.report()["cassette"])
+        if mode == "once" and proxy.decisions.get(path) == "record":
+            return []
+        replay = proxy.replays.get(path)
+        if replay is None:
+            if not await asyncio.to_thread(path.exists):
+                return []
+            replay = proxy.replays[path] = ReplayCassette(path)
+            await asyncio.to_thread(replay.refresh)
+        if replay.cassette is None:
+            return []
+        return [i.id for i in replay.cassette.interactions if i.id not in replay.used]

@@ -9,10 +9,11 @@ from .credentials import Scrubber, is_credential_header, is_credential_param  # 
 # only steer this proxy.
 REQUEST_CONNECTION_HEADERS = frozenset((
     "host", "content-length", "transfer-encoding", "connection", "proxy-connection",
-    "keep-alive", "te", "trailer", "upgrade", "x-vcr-cassette",
+    "keep-alive", "te", "trailer", "upgrade", "x-vcr-cassette", "x-vcr-fault",
 ))
 # Go's transport moves a response's Transfer-Encoding into its own field.
-RESPONSE_CONNECTION_HEADERS = frozenset(("transfer-encoding",))
+# X-Vcr-Proxy is this proxy's note to the client (recorded/replayed from where).
+RESPONSE_CONNECTION_HEADERS = frozenset(("transfer-encoding", "x-vcr-proxy"))
 # Dropped as Go's transport drops them when it decodes a compressed body for the caller.
 DECODED_BODY_HEADERS = frozenset(("content-encoding", "content-length"))
 

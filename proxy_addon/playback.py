@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from mitmproxy import connection, http
 
@@ -13,7 +14,11 @@ from .cassette import Interaction
 from .credentials import scrub_request
 from .matchers import IncomingRequest, Matcher
 from .replay import Plan, ReplayCassette, ReplayServer, make_plan
-from .responses import error_response
+from .responses import flow_error
+
+FAULT_HEADER = "X-Vcr-Fault"
+PARTIAL_HEADER = "X-Vcr-Partial"  # on a recorded stream the upstream cut off mid-way
+SOURCE_HEADER = "X-Vcr-Proxy"  # "replayed <cassette>#<id>" / "recorded ...": never on disk
 
 log = logging.getLogger("vcr-proxy")
 
@@ -28,6 +33,75 @@ def incoming_request(flow: http.HTTPFlow, with_headers: bool) -> IncomingRequest
                            {k: headers.get_all(k) for k in headers} if with_headers else {})
 
 
+@dataclass
+class Fault:
+    """A failure to inject instead of (or into) a replayed answer: `status=429;retry-after=2`,
+    `status=500`, `disconnect-after-events=3`, `delay=1.5`; `times=N` limits a test-wide fault
+    to the first N requests."""
+
+    text: str
+    status: int | None = None
+    retry_after: str | None = None
+    disconnect_after_events: int | None = None
+    delay: float = 0.0
+    times: int | None = None
+
+    def take(self) -> bool:
+        """Whether this fault applies to one more request (and count it)."""
+        if self.times is None:
+            return True
+        if self.times <= 0:
+            return False
+        self.times -= 1
+        return True
+
+
+def parse_fault(text: str) -> Fault:
+    """ValueError names what is wrong with `text`."""
+    fault = Fault(text)
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, equals, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        try:
+            if not equals:
+                raise ValueError
+            if key == "status":
+                fault.status = int(value)
+                if not 100 <= fault.status <= 599:
+                    raise ValueError
+            elif key == "retry-after":
+                fault.retry_after = value
+            elif key == "disconnect-after-events":
+                fault.disconnect_after_events = int(value)
+                if fault.disconnect_after_events < 0:
+                    raise ValueError
+            elif key == "delay":
+                fault.delay = float(value)
+                if not 0 <= fault.delay < 3600:
+                    raise ValueError
+            elif key == "times":
+                fault.times = int(value)
+            else:
+                raise KeyError(key)
+        except KeyError:
+            raise ValueError(f"unknown fault {key!r}; use status, retry-after, "
+                             "disconnect-after-events, delay or times") from None
+        except ValueError:
+            raise ValueError(f"fault {item!r}: not a valid value") from None
+    if fault.status is None and fault.disconnect_after_events is None and not fault.delay:
+        raise ValueError(f"fault {text!r} does nothing; e.g. status=429;retry-after=2, "
+                         "disconnect-after-events=3 or delay=1.5")
+    return fault
+
+
+def active_fault(flow: http.HTTPFlow) -> Fault | None:
+    """The fault for this flow (its X-Vcr-Fault header, else the test's), if one applies."""
+    fault = flow.metadata.get("vcr_fault")
+    if fault is None or not fault.take():
+        return None
+    return fault
+
+
 class Player:
     """Serves interactions: in one piece, or through the in-process replay server when the
     recorded pacing must be kept."""
@@ -36,16 +110,27 @@ class Player:
         self.server = ReplayServer()
 
     def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction,
-              timing: str, speed: float):
+              timing: str, speed: float, fault: Fault | None = None):
         response = interaction.response
         headers = [(name, value) for name, values in response.headers.items() for value in values
                    if name.lower() not in ("content-length", "transfer-encoding")]
+        partial = any(name.lower() == PARTIAL_HEADER.lower() for name, _ in headers)
+        headers.append((SOURCE_HEADER, f"replayed {replay.path}#{interaction.id}"))
         plan = make_plan(interaction, replay.timing_for(interaction), timing, speed,
                          flow.request.timestamp_start, headers)
         flow.metadata["vcr_replay"] = True
+        if partial:
+            plan.cut = True  # the recording ends where the upstream cut it: so does the replay
+        if fault is not None:
+            plan.headers_at += fault.delay
+            plan.chunk_at = [at + fault.delay for at in plan.chunk_at]
+            if fault.disconnect_after_events is not None:
+                plan.chunks = plan.chunks[:fault.disconnect_after_events]
+                plan.chunk_at = plan.chunk_at[:fault.disconnect_after_events]
+                plan.cut = True
         streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
                        for name, value in headers)
-        if streamed and timing != "none":
+        if plan.cut or (streamed and timing != "none"):
             self._through_server(flow, plan)
             return None
         if response.trailer and flow.request.http_version == "HTTP/2.0":
@@ -75,6 +160,20 @@ class Player:
         respond(flow, plan)
 
     @staticmethod
+    def fail(flow: http.HTTPFlow, fault: Fault):
+        """Answer with the fault's status instead of a recording (after its delay)."""
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        message = f"vcr-proxy: injected fault ({fault.text})"
+        if not fault.delay:
+            flow.response = flow_error(flow, fault.status, message, headers)
+            return None
+
+        async def later() -> None:
+            await asyncio.sleep(fault.delay)
+            flow.response = flow_error(flow, fault.status, message, headers)
+        return later()
+
+    @staticmethod
     def miss(flow: http.HTTPFlow, replay: ReplayCassette, matcher: Matcher,
              incoming: IncomingRequest, matched: int) -> str:
         """Answer a request no recording matches; the request line, for the session's report."""
@@ -97,7 +196,8 @@ class Player:
                            f"{matcher.shown_url(found.request.url)}): " + "; ".join(differences))
         message = f"vcr-proxy: {request}: {detail}"
         log.error(message)
-        flow.response = error_response(404, message)
+        flow.response = flow_error(flow, 404, message)
+        flow.metadata["vcr_miss"] = message
         return request
 
 

@@ -1,14 +1,25 @@
-"""pytest plugin: one proxy per test session, one cassette per test.
+"""pytest plugin: one proxy per test session (per xdist worker), one cassette per marked test.
 
-Enable it with `pytest -p proxy_addon.pytest_plugin` (or `pytest_plugins =
-["proxy_addon.pytest_plugin"]` in a conftest.py). It starts `vcr-proxy start` on a free port,
-exports the proxy and CA variables (as `vcr-proxy env` prints them) for the test process, and
-before each test selects `tests/cassettes/<module>/<test>.yaml` through the control endpoint.
-`--vcr-mode` sets the mode (default once), like pytest-recording's `--record-mode`.
+Installed with the package (entry point `vcr_proxy`; `-p no:vcr_proxy` turns it off). It acts
+only on tests marked `@pytest.mark.vcr_proxy` (or `@pytest.mark.vcr_proxy("suite/name")` for a
+shared cassette; `pytestmark` works), or on every test with `--vcr-all`.
+
+When it starts the proxy: in `pytest_configure`, before collection, when any `--vcr-*` option
+is given or the ini option `vcr_proxy = true` is set, so clients built at import time go through
+it; otherwise at the end of collection, if a collected test is marked (clients built at import
+time then do not use the proxy). The proxy variables (HTTPS_PROXY, NO_PROXY, a CA bundle) are
+exported when the proxy process is launched; a request made before it listens is refused, never
+sent to the network.
+
+The proxy's own default mode is passthrough: between marked tests, and in unmarked tests,
+traffic goes where it would go without the plugin. A marked test selects its cassette and mode
+through the control endpoint, on one kept-alive connection, one round trip per test: the
+selection of the next marked test carries the report of the one before.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -17,29 +28,65 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .control import CONTROL_HEADER, CONTROL_HOST
-from .devshell import default_confdir, variables
+from .control import CONTROL_HOST
+from .devshell import ca_bundle, default_confdir, ensure_ca
 
 MODES = ("once", "replay", "record", "new-episodes", "passthrough")
+MARKER = "vcr_proxy"
+CONTROL_HEADERS = {"X-Vcr-Control": "1", "Content-Type": "application/json",
+                   "Host": CONTROL_HOST}
+OPTIONS = ("vcr_mode", "vcr_dir", "vcr_upstream", "vcr_confdir", "vcr_set", "vcr_all",
+           "vcr_strict", "vcr_http_proxy", "vcr_fault")
 
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("vcr-proxy", "record and replay LLM API traffic through vcr-proxy")
-    group.addoption("--vcr-mode", choices=MODES, default="once",
-                    help="vcr-proxy mode for every test (default: once).")
+    group.addoption("--vcr-mode", choices=MODES, default=None,
+                    help="vcr-proxy mode for the marked tests (default: once).")
+    group.addoption("--vcr-all", action="store_true", default=None,
+                    help="Give every test a cassette, marked or not.")
+    group.addoption("--vcr-strict", action="store_true", default=None,
+                    help="Fail a test whose cassette holds interactions it never requested.")
     group.addoption("--vcr-dir", default=None,
                     help="Cassette folder (default: tests/cassettes under the rootdir).")
-    group.addoption("--vcr-upstream", default="",
+    group.addoption("--vcr-upstream", default=None,
                     help="Send recorded hosts' traffic to this base URL instead.")
     group.addoption("--vcr-confdir", default=None,
                     help="mitmproxy's folder for its CA (default: ~/.mitmproxy).")
-    group.addoption("--vcr-set", action="append", default=[], metavar="OPTION=VALUE",
+    group.addoption("--vcr-http-proxy", action="store_true", default=None,
+                    help="Export HTTP_PROXY too (plain-http clients); only HTTPS_PROXY otherwise.")
+    group.addoption("--vcr-fault", default=None, metavar="FAULT",
+                    help="Inject a fault into every replayed request, e.g. status=429;retry-after=2.")
+    group.addoption("--vcr-set", action="append", default=None, metavar="OPTION=VALUE",
                     help="Any other proxy option (repeatable).")
+    parser.addini("vcr_proxy", "Start vcr-proxy before collection (so clients built at import "
+                  "time use it).", type="bool", default=False)
+    parser.addini("vcr_proxy_mode", "Default --vcr-mode.", default="once")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}(name=None, mode=None, fault=None): record and replay this test's "
+        "LLM API traffic through vcr-proxy (name: a shared cassette, relative to --vcr-dir)")
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") in (None, "no"):
+        state = VcrState(config)  # an xdist controller runs no test: it needs no proxy
+        config.stash[STATE] = state
+        config.pluginmanager.register(state, "vcr_proxy_state")
+        if state.eager:
+            state.launch()
+
+
+def pytest_unconfigure(config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.stop()
+
+
+STATE = pytest.StashKey["VcrState"]()
 
 
 def _free_port() -> int:
@@ -48,84 +95,268 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class VcrProxy:
-    """The running proxy of a test session."""
+def cassette_name(node) -> str:
+    """`<module>/<test>`: the test file's name without `.py`, and the test's name (a class's
+    tests as `Class.test`), as pytest-recording names them."""
+    module = Path(str(node.path)).stem
+    name = node.name
+    if getattr(node, "cls", None) is not None:
+        name = f"{node.cls.__name__}.{name}"
+    test = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+    return f"{module}/{test}"
+
+
+class VcrState:
+    """The session's proxy and the control connection to it."""
 
     def __init__(self, config) -> None:
-        self.port = _free_port()
+        self.config = config
+        option = config.getoption
+        self.mode = option("vcr_mode") or config.getini("vcr_proxy_mode") or "once"
+        if self.mode not in MODES:
+            raise pytest.UsageError(f"vcr_proxy_mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        self.all = bool(option("vcr_all"))
+        self.strict = bool(option("vcr_strict"))
+        self.eager = (any(option(name) is not None for name in OPTIONS)
+                      or bool(config.getini("vcr_proxy")))
         root = Path(str(config.rootpath))
-        self.folder = Path(config.getoption("vcr_dir") or root / "tests" / "cassettes")
-        self.confdir = Path(config.getoption("vcr_confdir") or default_confdir()).expanduser()
-        self.mode = config.getoption("vcr_mode")
-        command = [sys.executable, "-m", "proxy_addon.cli", "start", "--port", str(self.port),
-                   "--dir", str(self.folder), "--mode", self.mode, "--confdir", str(self.confdir)]
-        if config.getoption("vcr_upstream"):
-            command += ["--upstream", config.getoption("vcr_upstream")]
-        for item in config.getoption("vcr_set"):
-            command += ["--set", item]
-        self.log = open(root / ".vcr-proxy.log", "ab") if root.is_dir() else subprocess.DEVNULL
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log,
-                                        start_new_session=True)
-        self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{self.port}"}))
-        self._wait()
-        self.saved_environment = dict(os.environ)
-        os.environ.update(variables("127.0.0.1", self.port, self.confdir))
+        self.folder = Path(option("vcr_dir") or root / "tests" / "cassettes").absolute()
+        self.confdir = Path(option("vcr_confdir") or default_confdir()).expanduser()
+        self.worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        self.process: subprocess.Popen | None = None
+        self.ready = False
+        self.connection: http.client.HTTPConnection | None = None
+        self.saved_environment: dict[str, str | None] = {}
+        self.selected: str | None = None  # nodeid whose cassette is selected
+        self.reports: dict[str, dict] = {}  # nodeid -> the control endpoint's report
 
-    def _wait(self) -> None:
+    # -- the proxy process --
+
+    def launch(self) -> None:
+        """Start the proxy and export the variables; the wait for it comes at first use."""
+        if self.process is not None:
+            return
+        self.port = _free_port()
+        option = self.config.getoption
+        command = [sys.executable, "-m", "proxy_addon.cli", "start", "--port", str(self.port),
+                   "--dir", str(self.folder), "--mode", "passthrough",
+                   "--confdir", str(self.confdir),
+                   # A log line per replayed request is noise here (misses are still logged).
+                   "--set", "vcr_log_replays=false"]
+        if option("vcr_upstream"):
+            command += ["--upstream", option("vcr_upstream")]
+        for item in option("vcr_set") or ():
+            command += ["--set", item]
+        self.log_path = self._log_path()
+        self.log = open(self.log_path, "wb")
+        ensure_ca(self.confdir)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        proxy = f"http://127.0.0.1:{self.port}"
+        # In replay mode every host is answered by the proxy: its CA alone verifies them all,
+        # and a one-certificate bundle is what makes building a client cheap.
+        bundle = (self.confdir / "mitmproxy-ca-cert.pem" if self.mode == "replay"
+                  else ca_bundle(self.confdir))
+        values = {"HTTPS_PROXY": proxy, "https_proxy": proxy,
+                  "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1",
+                  "SSL_CERT_FILE": str(bundle), "REQUESTS_CA_BUNDLE": str(bundle),
+                  "CURL_CA_BUNDLE": str(bundle), "NODE_EXTRA_CA_CERTS": str(bundle),
+                  "VCR_PROXY_URL": proxy}
+        if option("vcr_http_proxy"):
+            values.update({"HTTP_PROXY": proxy, "http_proxy": proxy})
+        self.saved_environment = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+
+    def _log_path(self) -> Path:
+        cache = getattr(self.config, "cache", None)
+        if cache is not None:
+            folder = Path(cache.mkdir("vcr-proxy"))
+        else:
+            folder = Path(str(self.config.rootpath)) / ".pytest_cache" / "vcr-proxy"
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"proxy-{self.worker}.log"  # rewritten each session
+
+    def wait(self) -> None:
+        if self.ready:
+            return
+        self.launch()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise pytest.UsageError("vcr-proxy did not start; see .vcr-proxy.log")
+                raise pytest.UsageError(f"vcr-proxy did not start; see {self.log_path}:\n"
+                                        + self.log_path.read_text(errors="replace")[-2000:])
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                if (self.confdir / "mitmproxy-ca-cert.pem").exists():
-                    return
+                self.ready = True
+                return
             except OSError:
-                pass
-            time.sleep(0.05)
-        raise pytest.UsageError("vcr-proxy did not start within 30 s; see .vcr-proxy.log")
+                time.sleep(0.02)
+        raise pytest.UsageError(f"vcr-proxy did not start within 30 s; see {self.log_path}")
 
     def control(self, path: str, payload: dict | None = None) -> dict:
-        data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(f"http://{CONTROL_HOST}{path}", data=data,
-                                         headers={CONTROL_HEADER: "1"},
-                                         method="GET" if data is None and path == "/status" else "POST")
-        with self.opener.open(request, timeout=30) as response:
-            return json.loads(response.read())
+        """One request to the control endpoint, on the kept-alive connection."""
+        self.wait()
+        body = json.dumps(payload or {}).encode()
+        for attempt in (0, 1):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.connection.request("POST", f"http://{CONTROL_HOST}{path}", body,
+                                        CONTROL_HEADERS)
+                response = self.connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                self.connection.close()
+                self.connection = None
+                if attempt:
+                    raise
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"vcr-proxy control {path}: {response.status} "
+                                   f"{data.decode('utf-8', 'replace')}")
+            return json.loads(data)
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        os.environ.clear()
-        os.environ.update(self.saved_environment)
-        if self.process.poll() is None:
+        if self.connection is not None:
+            self.connection.close()
+        for name, value in self.saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        if self.log is not subprocess.DEVNULL:
+        if self.process is not None:
             self.log.close()
 
+    # -- tests --
 
-@pytest.fixture(scope="session")
-def vcr_proxy(request):
-    proxy = VcrProxy(request.config)
-    yield proxy
-    proxy.stop()
+    def marker(self, item):
+        return item.get_closest_marker(MARKER)
+
+    def applies(self, item) -> bool:
+        return self.all or self.marker(item) is not None
+
+    def selection(self, item) -> dict:
+        marker = self.marker(item)
+        args = marker.args if marker else ()
+        kwargs = marker.kwargs if marker else {}
+        name = kwargs.get("name") or (args[0] if args else None)
+        payload = {"name": name or cassette_name(item), "mode": kwargs.get("mode") or self.mode}
+        fault = kwargs.get("fault") or self.config.getoption("vcr_fault")
+        if fault:
+            payload["fault"] = fault
+        item.stash[SHARED] = name is not None
+        return payload
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items) -> None:
+        if any(self.applies(item) for item in items):
+            self.launch()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        item.stash[NEXT] = nextitem
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item) -> None:
+        if not self.applies(item):
+            return
+        if self.selected != item.nodeid:
+            answer = self.control("/cassette", self.selection(item))
+            self._keep_previous(answer)
+            self.selected = item.nodeid
+
+    def _keep_previous(self, answer: dict) -> None:
+        if "previous" in answer and self.selected is not None:
+            self.reports[self.selected] = answer["previous"]
+
+    def finish(self, item) -> dict:
+        """The test is over: select the next marked test's cassette (or eject), in one round
+        trip whose answer is this test's report."""
+        nextitem = item.stash.get(NEXT, None)
+        if nextitem is not None and self.applies(nextitem):
+            answer = self.control("/cassette", self.selection(nextitem))
+            report = answer.get("previous", {})
+            self.selected = nextitem.nodeid
+        else:
+            report = self.control("/eject")
+            self.selected = None
+        return report
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        if call.when != "call" or not self.applies(item) or self.selected != item.nodeid:
+            return
+        report = outcome.get_result()
+        try:
+            data = self.finish(item)
+        except Exception as error:  # the proxy died: say so on this test
+            report.outcome = "failed"
+            report.longrepr = f"vcr-proxy: the control endpoint did not answer: {error!r}"
+            return
+        item.stash[REPORT] = data
+        self._judge(item, report, data)
+
+    def _judge(self, item, report, data: dict) -> None:
+        misses = data.get("miss_messages") or data.get("misses") or []
+        failed = data.get("failed", [])
+        unused = [] if item.stash.get(SHARED, False) else data.get("unused", [])
+        lines = []
+        for message in misses:
+            lines.append(f"miss: {message}")
+        for entry in failed:
+            lines.append(f"not saved: {entry}")
+        cassette = data.get("cassette")
+        if unused:
+            ids = ", ".join(f"#{n}" for n in unused)
+            lines.append(f"{'unused' if self.strict else 'warning: unused'}: {cassette} holds "
+                         f"interaction(s) {ids} that this test never requested (a stale cassette? "
+                         "re-record it with --vcr-mode=record)")
+            if not self.strict:
+                item.warn(pytest.PytestWarning(
+                    f"vcr-proxy: {cassette}: interaction(s) {ids} never requested"))
+        if not lines:
+            return
+        text = "\n".join(lines)
+        report.sections.append(("vcr-proxy", text))
+        if misses or failed or (unused and self.strict):
+            if report.outcome == "passed":
+                report.outcome = "failed"
+                report.longrepr = (f"vcr-proxy: {len(misses)} miss(es), {len(failed)} "
+                                   f"unsaved, {len(unused)} unused in {cassette}\n{text}")
+
+    def pytest_report_header(self, config):
+        if self.process is not None:
+            return [f"vcr-proxy: 127.0.0.1:{self.port}, mode {self.mode}, cassettes {self.folder}, "
+                    f"log {self.log_path}"]
+        return None
 
 
-def cassette_name(node) -> str:
-    """`<module>/<test>`: the test file's name without `.py`, and the test's name."""
-    module = Path(str(node.path)).stem
-    test = re.sub(r"[^A-Za-z0-9_.-]+", "_", node.name).strip("_")
-    return f"{module}/{test}"
+NEXT = pytest.StashKey[object]()
+SHARED = pytest.StashKey[bool]()
+REPORT = pytest.StashKey[dict]()
 
 
-@pytest.fixture(autouse=True)
-def vcr_cassette(request, vcr_proxy):
-    """Selects this test's cassette; after the test, what it recorded, replayed and missed."""
-    name = cassette_name(request.node)
-    vcr_proxy.control("/cassette", {"name": name, "mode": vcr_proxy.mode})
+@pytest.fixture
+def vcr_cassette(request) -> dict:
+    """After a marked test: what it recorded, replayed and missed (the eject report)."""
     report: dict = {}
     yield report
-    report.update(vcr_proxy.control("/eject"))
+    state = request.config.stash.get(STATE, None)
+    if state is not None:
+        report.update(request.node.stash.get(REPORT, {}))
+
+
+@pytest.fixture
+def vcr_proxy_url(request) -> str:
+    """The proxy's URL (for clients that do not read HTTPS_PROXY)."""
+    state = request.config.stash[STATE]
+    state.wait()
+    return f"http://127.0.0.1:{state.port}"

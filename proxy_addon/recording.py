@@ -67,6 +67,8 @@ class Recorder:
         if recording is None:
             return
         headers = flow.response.headers
+        # For the client only: filters.py keeps it out of the cassette.
+        headers["X-Vcr-Proxy"] = f"recorded {recording.writer.path}#{recording.id}"
         if ("text/event-stream" in headers.get("content-type", "").lower()
                 or "content-length" not in headers
                 or "chunked" in headers.get("transfer-encoding", "").lower()):
@@ -99,6 +101,14 @@ class Recorder:
                 self._failed(recording, shown, error, None)
         else:
             reason = flow.error.msg if flow.error else "unknown error"
+            if (recording.streamed and recording.copy and flow.response is not None
+                    and "client" not in reason.lower()):
+                # The upstream cut the stream off: keep what came, marked, to replay the cut.
+                recording.ended = recording.arrivals[-1][1] if recording.arrivals else time.time()
+                log.warning(f"vcr-proxy: recorded as partial: {shown}: the stream was cut off "
+                            f"({scrub_line(reason, self._secrets(flow))})")
+                self._save_later(flow, recording, header_policy, partial=True)
+                return
             log.warning(f"vcr-proxy: not recorded: {shown}: the exchange did not complete "
                         f"({scrub_line(reason, self._secrets(flow))})")
             recording.writer.release_id(recording.id)
@@ -127,7 +137,8 @@ class Recorder:
     def _shown(self, flow: http.HTTPFlow, recording: PendingRecording) -> str:
         return scrub_line(recording.url, self._secrets(flow))
 
-    def _save_later(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str) -> None:
+    def _save_later(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str,
+                    partial: bool = False) -> None:
         # The flow is read now: once the hook returns, mitmproxy (and hide_credentials) change it.
         response = flow.response
         streamed = recording.streamed
@@ -152,15 +163,15 @@ class Recorder:
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
         )
         task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
-                                              self._secrets(flow)))
+                                              self._secrets(flow), partial))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
 
     async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
-                    shown: str, secrets: Secrets | None) -> None:
+                    shown: str, secrets: Secrets | None, partial: bool) -> None:
         try:
             interaction, timing, written = await asyncio.to_thread(
-                self._write, exchange, recording, header_policy)
+                self._write, exchange, recording, header_policy, partial)
         except (DecodeError, CassetteError, OSError) as error:
             self._failed(recording, shown, error, secrets)
             return
@@ -178,8 +189,10 @@ class Recorder:
         self.on_saved(written)
 
     @staticmethod
-    def _write(exchange: Exchange, recording: PendingRecording, header_policy: str):
+    def _write(exchange: Exchange, recording: PendingRecording, header_policy: str, partial: bool):
         interaction, timing = to_interaction(exchange, recording.id, header_policy, recording.limit)
+        if partial:  # a response header, which go-vcr loads and keeps (playback.py)
+            interaction.response.headers["X-Vcr-Partial"] = ["true"]
         written = recording.writer.append(interaction, timing)
         return interaction, timing, written
 

@@ -116,6 +116,7 @@ class Plan:
     headers_at: float = 0.0
     chunk_at: list[float] = field(default_factory=list)
     trailers: list[tuple[str, str]] = field(default_factory=list)
+    cut: bool = False  # close the connection after the chunks, the body unfinished
 
 
 def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed: float,
@@ -197,5 +198,7 @@ class ReplayServer:
             if chunk:
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 await writer.drain()
+        if plan.cut:
+            return  # closed without the last chunk: the client sees the stream cut off
         writer.write(b"0\r\n\r\n")
         await writer.drain()

@@ -1,4 +1,4 @@
-"""The proxy's own answers: JSON bodies, and errors in the shape SDKs show."""
+"""The proxy's own answers: JSON bodies, and errors in the shape each provider's SDK shows."""
 
 from __future__ import annotations
 
@@ -6,12 +6,50 @@ import json
 
 from mitmproxy import http
 
+# Google's status names and Anthropic's error types for the statuses the proxy answers with.
+GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                   403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                   429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
 
-def json_response(status: int, payload: dict) -> http.Response:
-    return http.Response.make(status, json.dumps(payload), {"Content-Type": "application/json"})
+
+def json_response(status: int, payload: dict, headers: dict[str, str] | None = None) -> http.Response:
+    return http.Response.make(status, json.dumps(payload),
+                              {"Content-Type": "application/json", **(headers or {})})
 
 
-def error_response(status: int, message: str) -> http.Response:
-    """An error in the OpenAI shape, so an SDK's exception shows the message."""
-    return json_response(status, {"error": {"message": message, "type": "vcr_proxy_error",
-                                            "code": status}})
+def provider(host: str, path: str) -> str:
+    """Whose error shape a request to `host` `path` expects: anthropic, google or openai."""
+    host = host.lower().rstrip(".")
+    if (host == "api.anthropic.com" or "/publishers/anthropic/" in path
+            or ("bedrock" in host and "/model/anthropic." in path)):
+        return "anthropic"
+    if host == "generativelanguage.googleapis.com" or host.endswith("aiplatform.googleapis.com"):
+        return "google"
+    return "openai"
+
+
+def error_payload(status: int, message: str, shape: str = "openai") -> dict:
+    if shape == "anthropic":
+        return {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(status, "api_error"),
+                                           "message": message}}
+    if shape == "google":
+        return {"error": {"code": status, "message": message,
+                          "status": GOOGLE_STATUS.get(status, "UNKNOWN")}}
+    return {"error": {"message": message, "type": "vcr_proxy_error", "code": status}}
+
+
+def error_response(status: int, message: str, shape: str = "openai",
+                   headers: dict[str, str] | None = None) -> http.Response:
+    """An error in the shape of `shape`'s API (OpenAI's by default), so an SDK's exception
+    shows the message."""
+    return json_response(status, error_payload(status, message, shape), headers)
+
+
+def flow_error(flow: http.HTTPFlow, status: int, message: str,
+               headers: dict[str, str] | None = None) -> http.Response:
+    """error_response in the shape the flow's host expects."""
+    request = flow.request
+    return error_response(status, message, provider(request.pretty_host, request.path), headers)

@@ -1,15 +1,27 @@
-"""The pytest plugin, exercised on a small test project with pytester."""
+"""The pytest plugin, exercised on small test projects with pytester (real pytest processes, a
+real proxy, a local upstream)."""
 
 from __future__ import annotations
 
 import pytest
+
+from proxy_addon.cassette import load
 
 from .upstream import Upstream, make_certificate
 
 pytest_plugins = ["pytester"]
 
 PROJECT_TEST = '''
+import os
+
 import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+# Built at import time, before any test: it must go through the proxy all the same.
+CLIENT = openai.OpenAI(api_key="sk-test-not-on-disk", max_retries=0)
 
 
 def test_chat(vcr_cassette):
@@ -17,6 +29,8 @@ def test_chat(vcr_cassette):
                           json={"model": "m", "messages": []},
                           headers={"Authorization": "Bearer sk-test-not-on-disk"})
     assert response.json()["id"] == "gen-test-2"
+    assert response.headers["x-vcr-proxy"].startswith(("recorded ", "replayed "))
+    assert response.headers["x-vcr-proxy"].endswith("test_example/test_chat.yaml#0")
 
 
 def test_stream():
@@ -24,23 +38,179 @@ def test_stream():
                       json={"stream": True}) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
+
+
+def test_module_level_client():
+    completion = CLIENT.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert completion.id == "gen-test-2"
+
+
+def test_new_client_streamed():
+    client = openai.OpenAI(api_key="sk-test-not-on-disk", max_retries=0)
+    stream = client.chat.completions.create(model="m", stream=True,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert [chunk for chunk in stream]
 '''
 
 
-def test_plugin_records_then_replays_a_project_offline(pytester: pytest.Pytester, tmp_path):
+@pytest.fixture
+def upstream(tmp_path):
     cert, key = make_certificate(tmp_path)
-    upstream = Upstream(cert, key).start()
+    server = Upstream(cert, key, event_delay=0.0).start()
+    server.cert = cert
+    yield server
+    server.stop()
+
+
+def common(tmp_path) -> list[str]:
+    return [f"--vcr-confdir={tmp_path / 'conf'}", "-p", "no:cacheprovider"]
+
+
+def recording_args(upstream) -> list[str]:
+    return [f"--vcr-upstream={upstream.url}",
+            f"--vcr-set=ssl_verify_upstream_trusted_ca={upstream.cert}", "--vcr-set=vcr_headers=all"]
+
+
+def test_plugin_records_then_replays_a_project_offline(pytester: pytest.Pytester, tmp_path, upstream):
     pytester.makepyfile(test_example=PROJECT_TEST)
-    common = ["-p", "proxy_addon.pytest_plugin", f"--vcr-confdir={tmp_path / 'conf'}"]
-    try:
-        first = pytester.runpytest_subprocess(*common, f"--vcr-upstream={upstream.url}",
-                                              f"--vcr-set=ssl_verify_upstream_trusted_ca={cert}")
-        first.assert_outcomes(passed=2)
-    finally:
-        upstream.stop()
+    first = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream))
+    first.assert_outcomes(passed=4)
+    upstream.stop()
     cassettes = pytester.path / "tests" / "cassettes" / "test_example"
-    assert sorted(p.name for p in cassettes.glob("*.yaml")) == ["test_chat.yaml", "test_stream.yaml"]
-    assert "sk-test-not-on-disk" not in (cassettes / "test_chat.yaml").read_text()
+    assert sorted(p.name for p in cassettes.glob("*.yaml")) == [
+        "test_chat.yaml", "test_module_level_client.yaml", "test_new_client_streamed.yaml",
+        "test_stream.yaml"]
+    for path in cassettes.glob("*.yaml"):
+        text = path.read_text()
+        assert "sk-test-not-on-disk" not in text
+        assert "X-Vcr-Proxy" not in text  # the client's note, never on disk
+        assert len(load(path).interactions) == 1
     # The upstream is gone: replay answers everything from the cassettes.
-    second = pytester.runpytest_subprocess(*common, "--vcr-mode=replay")
+    second = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay")
+    second.assert_outcomes(passed=4)
+    # The log is in pytest's cache folder, one file per session, not in the project.
+    assert not (pytester.path / ".vcr-proxy.log").exists()
+
+
+def test_unmarked_tests_start_no_proxy(pytester: pytest.Pytester):
+    pytester.makepyfile(test_plain='''
+import os
+
+
+def test_plain():
+    assert "HTTPS_PROXY" not in os.environ
+    assert "VCR_PROXY_URL" not in os.environ
+''')
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert "vcr-proxy: 127.0.0.1" not in result.stdout.str()
+    assert not (pytester.path / ".pytest_cache" / "vcr-proxy").exists()
+
+
+def test_a_swallowed_miss_fails_its_test_and_names_the_request(pytester: pytest.Pytester, tmp_path):
+    (pytester.path / "tests" / "cassettes").mkdir(parents=True)
+    pytester.makepyfile(test_miss='''
+import openai
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_swallows():
+    client = openai.OpenAI(api_key="sk-x", max_retries=0)
+    try:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello"}])
+    except openai.NotFoundError as error:
+        assert "vcr-proxy" in str(error)  # the SDK shows the proxy's message as its own error
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "vcr-proxy" in output
+    assert "miss: vcr-proxy: POST https://api.openai.com/v1/chat/completions" in output
+    assert "does not exist" in output
+
+
+def test_unused_interactions_warn_and_fail_under_strict(pytester: pytest.Pytester, tmp_path, upstream,
+                                                       monkeypatch):
+    pytester.makepyfile(test_stale='''
+import os
+
+import httpx
+import pytest
+
+URL = "https://openrouter.ai/api/v1/chat/completions"
+
+
+@pytest.mark.vcr_proxy
+def test_calls():
+    httpx.post(URL, json={"n": 1})
+    if os.environ.get("BOTH"):
+        httpx.post(URL, json={"n": 2})
+''')
+    monkeypatch.setenv("BOTH", "1")
+    pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream)).assert_outcomes(passed=1)
+    monkeypatch.delenv("BOTH")
+    warned = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay")
+    warned.assert_outcomes(passed=1, warnings=1)
+    assert "interaction(s) #1 never requested" in warned.stdout.str()
+    strict = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay", "--vcr-strict")
+    strict.assert_outcomes(failed=1)
+    assert "holds interaction(s) #1 that this test never requested" in strict.stdout.str()
+
+
+def test_xdist_workers_each_run_their_own_proxy(pytester: pytest.Pytester, tmp_path, upstream):
+    pytester.makepyfile(test_par='''
+import os
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_call(n):
+    response = httpx.post("https://openrouter.ai/api/v1/chat/completions", json={"n": n})
+    assert response.status_code == 200
+    print("PROXY", os.environ["VCR_PROXY_URL"])
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream), "-n", "2", "-s")
+    result.assert_outcomes(passed=6)
+    upstream.stop()
+    cassettes = sorted(p.name for p in (pytester.path / "tests" / "cassettes" / "test_par").glob("*.yaml"))
+    assert cassettes == [f"test_call_{n}.yaml" for n in range(6)]
+    replayed = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay", "-n", "2")
+    replayed.assert_outcomes(passed=6)
+
+
+def test_side_by_side_with_pytest_recording(pytester: pytest.Pytester, tmp_path, upstream):
+    pytester.makepyfile(test_both=f'''
+import httpx
+import pytest
+
+
+@pytest.mark.vcr
+def test_with_pytest_recording():
+    response = httpx.post("{upstream.url}/v1/chat/completions", json={{}}, verify="{upstream.cert}")
+    assert response.json()["id"] == "gen-test-2"
+    assert "x-vcr-proxy" not in response.headers
+
+
+@pytest.mark.vcr_proxy
+def test_with_vcr_proxy():
+    response = httpx.post("https://openrouter.ai/api/v1/chat/completions", json={{}})
+    assert response.json()["id"] == "gen-test-2"
+    assert "x-vcr-proxy" in response.headers
+''')
+    first = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream),
+                                          "--record-mode=once")
+    first.assert_outcomes(passed=2)
+    upstream.stop()
+    assert (pytester.path / "cassettes" / "test_both" / "test_with_pytest_recording.yaml").exists()
+    assert (pytester.path / "tests" / "cassettes" / "test_both" / "test_with_vcr_proxy.yaml").exists()
+    second = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay", "--record-mode=none")
     second.assert_outcomes(passed=2)
+    # Each plugin can be turned off alone.
+    alone = pytester.runpytest_subprocess("-p", "no:vcr_proxy", "--record-mode=none",
+                                          "-k", "pytest_recording", "-p", "no:cacheprovider")
+    alone.assert_outcomes(passed=1)

@@ -279,16 +279,19 @@ def test_a_cassette_that_does_not_load_is_never_overwritten(proxy):
     assert "refusing to record over a cassette that does not load" in proxy.output()
 
 
-def test_a_dropped_upstream_stream_leaves_no_half_interaction(proxy):
+def test_a_stream_the_upstream_cut_off_is_kept_marked_partial(proxy):
     with proxy.client() as client:
         client.post(CHAT, json={"model": "m"})
         with pytest.raises(Exception):
             with client.stream("GET", "https://openrouter.ai/drop") as response:
                 for _ in response.iter_bytes():
                     pass
-    cassette = recorded(proxy.cassettes / "default.yaml")
-    assert [i.request.url for i in cassette.interactions] == [CHAT]
-    assert "not recorded: GET https://openrouter.ai/drop" in proxy.output()
+    cassette = recorded(proxy.cassettes / "default.yaml", 2)
+    assert [i.request.url for i in cassette.interactions] == [CHAT, "https://openrouter.ai/drop"]
+    partial = cassette.interactions[1]
+    assert partial.response.headers["X-Vcr-Partial"] == ["true"]
+    assert partial.response.body == "data: 1\n\n"
+    assert "recorded as partial: GET https://openrouter.ai/drop" in proxy.output()
 
 
 def test_a_client_that_hangs_up_mid_stream_leaves_no_half_interaction(proxy):

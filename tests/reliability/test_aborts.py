@@ -77,5 +77,10 @@ def test_a_broken_exchange_leaves_other_clients_served_and_no_half_interaction(t
     finally:
         proxy.stop()
     cassette = load(tmp_path / "cassettes" / "default.yaml")
-    assert [i.request.url for i in cassette.interactions] == ["https://openrouter.ai/ok",
-                                                             "https://openrouter.ai/ok?again"]
+    urls = [i.request.url for i in cassette.interactions]
+    if path == "/reset":
+        # A stream the upstream cut off is kept, marked partial, so replay can repeat the cut.
+        partial = [i for i in cassette.interactions if i.request.url.endswith("/reset")]
+        assert len(partial) == 1 and partial[0].response.headers["X-Vcr-Partial"] == ["true"]
+        urls.remove("https://openrouter.ai/reset")
+    assert urls == ["https://openrouter.ai/ok", "https://openrouter.ai/ok?again"]
