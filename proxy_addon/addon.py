@@ -82,6 +82,7 @@ class VcrProxy:
         self.speed = 1.0
         self.session = Session()
         self.loopback_forced = False
+        self.flows_shown = True
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -226,6 +227,9 @@ class VcrProxy:
         self.replays.pop(path, None)
 
     async def running(self) -> None:
+        # Flows need scrubbing for display only where something shows or saves them (mitmdump's
+        # flow printer, the save addon); `vcr-proxy start`'s lean mitmproxy has neither.
+        self.flows_shown = any(ctx.master.addons.get(name) is not None for name in ("dumper", "save"))
         await self.player.server.start()
         if self.loopback_forced:
             await self._rebind_to_loopback()
@@ -410,11 +414,17 @@ class VcrProxy:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.recorder.response(flow, ctx.options.vcr_headers)
-        hide_credentials(flow)
+        self._after(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorder.error(flow, ctx.options.vcr_headers)
-        hide_credentials(flow)
+        self._after(flow)
+
+    def _after(self, flow: http.HTTPFlow) -> None:
+        if self.flows_shown:
+            hide_credentials(flow)
+        else:
+            flow.metadata.pop("vcr_secrets", None)
 
 
 def hide_credentials(flow: http.HTTPFlow) -> None:
