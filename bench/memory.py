@@ -173,7 +173,7 @@ def proxy_bomb_and_aborts(folder: Path) -> None:
           f"{after / 1e6:.0f} MB ({after / rest:.1f}x rest)")
     report("proxy: peak RSS while a 1 GB gzip bomb passes, x RSS at rest", f"{peak / rest:.1f}x",
            "< 512 MB", peak < 512e6)
-    # 100 streams of which the proxy copied about 1 GB in all: kept, they would be 10x rest.
+    # 100 streams of up to 10 MB each: copies kept until a garbage collection would show here.
     report("proxy: RSS after 100 aborted 10 MB streams, x RSS at rest", f"{after / rest:.1f}x",
            "<= 1.5x (nothing kept)", after <= 1.5 * rest)
 
