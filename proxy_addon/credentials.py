@@ -1,16 +1,12 @@
 """Credentials: found by name, by value and by shape, and replaced before anything is written.
 
-- By name: headers (anything carrying authorization, api-key/apikey, a `-key`, `-token`,
-  `-secret` or `-password` suffix, `auth` or `token` as a word, cookies), query parameters
-  and form fields (names percent-decoded; also `key`, `token`, `sig`), and string values of
-  JSON fields whose key is a credential name (`api_key`, `apiKey`, `access_token`,
-  `client_secret`, `aws_secret_access_key`, `password`, ...) at any depth, in JSON bodies and in
-  event streams. Never `max_tokens`, `usage.*_tokens`, logprobs' `token`, schemas (object
-  values) or message text.
-- By value: every value found by name (and the credential in `Bearer X`, `Basic X`, cookies) is
-  replaced wherever else it appears in the interaction, percent- or JSON-encoded too, so a key
-  the upstream echoes back is gone as well. Values shorter than MIN_ECHO characters are only
-  replaced where they were named.
+- By name: headers, query parameters, form fields (urlencoded or multipart) and JSON fields
+  whose names say they hold a credential (the rules are the README's "Never on disk"; JSON
+  names that only end like one, `token` or `key`, count when the value looks like a key, so
+  logprobs' `token` stays).
+- By value: every value found by name is replaced wherever else it appears in the interaction,
+  raw, percent-, JSON- or slash-escaped, so a key the upstream echoes back is gone as well.
+  Values shorter than MIN_ECHO characters are only replaced where they were named.
 - By shape: known API key formats (OpenAI, OpenRouter, Anthropic, Google, AWS, GitHub, Slack,
   Groq, xAI, Hugging Face, JWTs), wherever they stand.
 
@@ -22,10 +18,10 @@ requests are scrubbed the same way before matching).
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import functools
 import gzip
-import binascii
 import json
 import re
 import zlib
