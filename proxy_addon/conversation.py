@@ -237,7 +237,10 @@ def response_events(interaction: Interaction, problems: list[str]) -> tuple[list
     if not re.match(r"(data|event|id|retry)?:", stripped):
         try:
             value = json.loads(stripped)
-        except JSON_ERRORS:
+        except RecursionError:
+            problems.append(f"response body is JSON nested too deeply to read: {_preview(text)}")
+            return [], False
+        except ValueError:
             pass
         else:
             if isinstance(value, list):  # streamGenerateContent without alt=sse: one JSON array
