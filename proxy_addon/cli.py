@@ -116,6 +116,8 @@ def list_cassettes(folder: str) -> None:
     """A table of the cassettes under FOLDER (default: recordings)."""
     problems: list[str] = []
     rows = [("CASSETTE", "INTERACTIONS", "HOSTS", "MODELS", "STREAMED", "DURATION", "TOKENS IN/OUT")]
+    from .transcript import escape_controls
+
     for path, cassette in loaded_cassettes((folder,), problems):
         summary = summarize(cassette)
         rows.append((str(path.relative_to(folder)) if Path(folder).is_dir() else str(path),
@@ -125,7 +127,7 @@ def list_cassettes(folder: str) -> None:
                      f"{summary.usage.input}/{summary.usage.output}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo(escape_controls("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()))
     _report(problems)
     sys.exit(1 if problems else 0)
 
@@ -137,32 +139,36 @@ def list_cassettes(folder: str) -> None:
 def show(as_json: bool, raw: bool, cassette: str) -> None:
     """Each interaction of CASSETTE as a transcript: request line, model, the new input
     messages, the assistant's text and tool calls, finish reason, usage and timings."""
-    import json as json_module
-
-    from .transcript import transcript, transcript_json
+    from .transcript import escape_controls, raw_lines, transcript, transcript_json
 
     try:
         loaded = load(cassette)
     except CassetteError as error:
         _report([str(error)])
         sys.exit(1)
+    # Cassette text is untrusted: control characters are printed visibly (escape_controls), and
+    # in JSON DEL and C1 controls are escaped too (json.dumps escapes C0 only).
     if not raw:
         if as_json:
-            click.echo(json_module.dumps(transcript_json(Path(cassette), loaded), ensure_ascii=False,
-                                         indent=2))
+            click.echo(_json_text(transcript_json(Path(cassette), loaded)))
         else:
-            click.echo("\n".join(transcript(Path(cassette), loaded)))
+            click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded))))
         return
-    described = [describe(i) for i in loaded.interactions]
     if as_json:
-        click.echo(json_module.dumps({"cassette": cassette, "layout": loaded.layout.name,
-                                      "interactions": described}, ensure_ascii=False, indent=2))
+        click.echo(_json_text({"cassette": cassette, "layout": loaded.layout.name,
+                               "interactions": [describe(i) for i in loaded.interactions]}))
         return
-    for item in described:
-        click.echo(f"#{item['id']} {item['method']} {item['url']} -> {item['status']} "
-                   f"in {item['duration']}{' (stream)' if item['streamed'] else ''}")
-        click.echo(f"    request:  {item['request'][:100]}")
-        click.echo(f"    response: {item['response'][:100]}")
+    for interaction in loaded.interactions:
+        click.echo(escape_controls("\n".join(raw_lines(interaction, []))))
+
+
+def _json_text(value) -> str:
+    """JSON for a terminal or a script: non-ASCII kept, control characters all escaped."""
+    import json as json_module
+    import re
+
+    text = json_module.dumps(value, ensure_ascii=False, indent=2)
+    return re.sub("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 @main.command()
@@ -172,21 +178,46 @@ def show(as_json: bool, raw: bool, cassette: str) -> None:
 def report(output: str, paths: tuple[str, ...]) -> None:
     """One self-contained HTML page for cassettes (files, or folders searched recursively):
     an index, and each interaction's transcript with its timeline."""
-    from .report import read, render
+    from .report import read, render, unreadable
 
-    problems: list[str] = []
-    readings = [read(path, cassette) for path, cassette in loaded_cassettes(paths, problems)]
+    refused = _overwrites_input(Path(output), paths)
+    if refused:
+        _report([f"{output}: {refused}; choose another -o path (a .html file)"])
+        sys.exit(1)
+    files, problems = cassette_files(paths)
+    readings = []
+    for path in files:
+        try:
+            readings.append(read(path, load(path)))
+        except CassetteError as error:  # listed on the page and on stderr; the rest still render
+            readings.append(unreadable(path, str(error)))
+        except Exception as error:
+            readings.append(unreadable(path, f"{path}: cannot read ({type(error).__name__}: {error})"))
+    problems.extend(r.problem for r in readings if r.problem)
     _report(problems)
     if not readings:
         _report([f"{' '.join(paths)}: no cassette to report on; name .yaml files or folders that hold them"])
         sys.exit(1)
     try:
-        Path(output).write_text(render(readings), encoding="utf-8")
+        write_atomic(Path(output), render(readings).encode("utf-8"))
     except OSError as error:
         _report([f"{output}: cannot write the report ({error.strerror}); choose another -o path"])
         sys.exit(1)
-    click.echo(f"wrote {output} ({len(readings)} cassettes)")
+    click.echo(f"wrote {output} ({len(readings)} cassette{'s' if len(readings) != 1 else ''})")
     sys.exit(1 if problems else 0)
+
+
+def _overwrites_input(output: Path, paths: tuple[str, ...]) -> str:
+    """Why writing the report to `output` would overwrite a cassette it reads, or "": the
+    output is one of the named files, or a cassette-named file inside a named folder."""
+    target = output.resolve()
+    for name in paths:
+        path = Path(name).resolve()
+        if target == path:
+            return f"is one of the cassettes to report on ({name})"
+        if path.is_dir() and path in target.parents and target.suffix in CASSETTE_SUFFIXES:
+            return f"would be a cassette inside {name}, which the report reads"
+    return ""
 
 
 @main.command("diff")
@@ -201,9 +232,9 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
     changed (tool calls, arguments, finish reason, status, response structure) or requests were
     added or are missing, 2 on an error.
     """
-    import json as json_module
 
     from .drift import REQUESTS, SEVERITY, Change, CassetteDrift, compare, overall
+    from .transcript import escape_controls
 
     old_path, new_path = Path(old), Path(new)
     for path in (old_path, new_path):
@@ -220,6 +251,9 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
             return {str(f.relative_to(root)): f for f in files}
         olds, news = relative(old_path), relative(new_path)
         names = sorted(set(olds) | set(news))
+        if not names:
+            _report([f"no cassettes under {old} or {new}; compare folders that hold .yaml cassettes"])
+            sys.exit(2)
     else:
         olds, news, names = {str(new_path): old_path}, {str(new_path): new_path}, [str(new_path)]
     drifts = []
@@ -239,16 +273,16 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
             sys.exit(2)
     kind = overall(d.kind for d in drifts)
     if as_json:
-        click.echo(json_module.dumps({"class": kind, "cassettes": [
+        click.echo(_json_text({"class": kind, "cassettes": [
             {"name": d.name, "class": d.kind, "changes": [c.to_json() for c in d.changes]}
-            for d in drifts]}, ensure_ascii=False, indent=2))
+            for d in drifts]}))
     else:
         prefix = old_path.is_dir()
         for drift in drifts:
             for change in drift.changes:
-                click.echo(f"{drift.name} {change.line()}" if prefix else change.line())
+                click.echo(escape_controls(f"{drift.name} {change.line()}" if prefix else change.line()))
                 if show_text and change.text_diff:
-                    click.echo("\n".join(f"    {line}" for line in change.text_diff))
+                    click.echo(escape_controls("\n".join(f"    {line}" for line in change.text_diff)))
         counts = {k: sum(c.kind == k for d in drifts for c in d.changes) for k in SEVERITY[1:]}
         click.echo(f"{kind}: " + (", ".join(f"{n} {k}" for k, n in counts.items() if n)
                                   or f"{len(drifts)} cassette{'s' if len(drifts) != 1 else ''} compared"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -35,6 +36,22 @@ FAMILY_NAMES = {OPENAI_CHAT: "OpenAI chat completions", OPENAI_RESPONSES: "OpenA
 # The same boundaries timing.event_ends counts, so that event i here is events_ms[i] there.
 _EVENT_END = re.compile(r"\r\n\r\n|\n\n|\r\r")
 _LINE = re.compile(r"\r\n|\r|\n")
+# What json.loads raises on a bad document: 100,000 nested brackets give a RecursionError.
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+def _list(value: Any) -> list:
+    """A list field as a list; any other JSON type (a number, a string, an object) as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _hashable(key: Any) -> Any:
+    """An index or item id usable as a dict key, whatever JSON type the body gave it."""
+    return key if isinstance(key, (str, int, float, type(None))) else json.dumps(key, sort_keys=True)
 
 
 @dataclass
@@ -144,7 +161,7 @@ def sse_events(body: str, problems: list[str]) -> list[tuple[int, str, Any]]:
             continue
         try:
             events.append((index, name, json.loads(payload)))
-        except ValueError:
+        except JSON_ERRORS:
             problems.append(f"event {index}: not JSON: {_preview(payload)}")
     return events
 
@@ -165,7 +182,7 @@ def aws_events(body: bytes, problems: list[str]) -> list[tuple[int, str, Any]]:
             value = json.loads(payload)
             if isinstance(value, dict) and isinstance(value.get("bytes"), str):
                 value = json.loads(base64.b64decode(value["bytes"]))
-        except ValueError:
+        except JSON_ERRORS:
             problems.append(f"event {index}: not JSON: {_preview(payload.decode('utf-8', 'replace'))}")
             index += 1
             continue
@@ -180,6 +197,14 @@ def aws_events(body: bytes, problems: list[str]) -> list[tuple[int, str, Any]]:
 
 
 def _aws_headers(data: bytes) -> dict[str, str]:
+    """The string headers of one frame; a malformed header ends the reading (what was read stays)."""
+    try:
+        return _aws_header_values(data)
+    except (IndexError, struct.error):
+        return {}
+
+
+def _aws_header_values(data: bytes) -> dict[str, str]:
     headers, at = {}, 0
     while at < len(data):
         length = data[at]
@@ -207,17 +232,27 @@ def response_events(interaction: Interaction, problems: list[str]) -> tuple[list
     if text is None or not text.strip():
         return [], False
     stripped = text.lstrip()
-    if "event-stream" not in content_type and stripped[:1] in "{[":
+    # An event stream starts with a field name, never with JSON: a JSON body labelled
+    # text/event-stream is read as the JSON it is.
+    if not re.match(r"(data|event|id|retry)?:", stripped):
         try:
             value = json.loads(stripped)
+        except RecursionError:
+            problems.append(f"response body is JSON nested too deeply to read: {_preview(text)}")
+            return [], False
         except ValueError:
             pass
         else:
             if isinstance(value, list):  # streamGenerateContent without alt=sse: one JSON array
                 return [(None, "", v) for v in value], True
+            if not isinstance(value, dict):
+                problems.append(f"response body is JSON {_preview(json.dumps(value), 40)}, not an object")
+                return [], False
             return [(None, "", value)], False
     if "event-stream" in content_type or re.search(r"^data:", text, re.M):
         return sse_events(text, problems), True
+    if interaction.response.code >= 400:
+        return [], False  # an error page (a proxy's HTML 502): read_exchange shows it as the error
     problems.append(f"response body is neither JSON nor an event stream: {_preview(text)}")
     return [], False
 
@@ -228,7 +263,7 @@ def _json_body(body: str | bytes) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except JSON_ERRORS:
         return None
 
 
@@ -236,7 +271,11 @@ def _error_message(value: Any) -> str:
     if isinstance(value, dict):
         error = value.get("error")
         if isinstance(error, dict):
-            return str(error.get("message") or error.get("type") or error.get("code") or "")
+            message = str(error.get("message") or error.get("type") or error.get("code") or "")
+            raw = _dict(error.get("metadata")).get("raw")  # OpenRouter: the provider's own error
+            if isinstance(raw, str) and raw and raw not in message:
+                message = f"{message}: {raw}" if message else raw
+            return message
         if isinstance(error, str):
             return error
         if isinstance(value.get("message"), str):
@@ -316,7 +355,7 @@ def _arguments(raw: Any) -> tuple[Any, str]:
             return {}, raw
         try:
             return json.loads(raw), raw
-        except ValueError:
+        except JSON_ERRORS:
             return None, raw
     return raw, json.dumps(raw, ensure_ascii=False)
 
@@ -327,18 +366,18 @@ def _tool_call(name: Any, id: Any, raw: Any) -> ToolCall:
 
 
 def _chat_request(request: dict, exchange: Exchange) -> None:
-    for item in request.get("messages") or []:
+    for item in _list(request.get("messages")):
         if not isinstance(item, dict):
             continue
         message = Message(str(item.get("role", "")), _parts_text(item.get("content")),
                           tool_call_id=str(item.get("tool_call_id") or ""))
-        for call in item.get("tool_calls") or []:
+        for call in _list(item.get("tool_calls")):
             if isinstance(call, dict):
-                function = call.get("function") or {}
+                function = _dict(call.get("function"))
                 message.tool_calls.append(_tool_call(function.get("name"), call.get("id"),
                                                      function.get("arguments")))
         exchange.messages.append(message)
-    for tool in request.get("tools") or []:
+    for tool in _list(request.get("tools")):
         if isinstance(tool, dict):
             function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
             exchange.tools.append(str(function.get("name") or tool.get("type") or "?"))
@@ -350,7 +389,7 @@ def _responses_request(request: dict, exchange: Exchange) -> None:
     items = request.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
-    for item in items or []:
+    for item in _list(items):
         if not isinstance(item, dict):
             continue
         kind = item.get("type", "message")
@@ -365,7 +404,7 @@ def _responses_request(request: dict, exchange: Exchange) -> None:
                                              _parts_text(item.get("content"))))
         elif kind != "reasoning":
             exchange.messages.append(Message("input", f"[{kind}]"))
-    for tool in request.get("tools") or []:
+    for tool in _list(request.get("tools")):
         if isinstance(tool, dict):
             exchange.tools.append(str(tool.get("name") or tool.get("type") or "?"))
 
@@ -373,7 +412,7 @@ def _responses_request(request: dict, exchange: Exchange) -> None:
 def _anthropic_request(request: dict, exchange: Exchange) -> None:
     if request.get("system"):
         exchange.messages.append(Message("system", _parts_text(request["system"])))
-    for item in request.get("messages") or []:
+    for item in _list(request.get("messages")):
         if not isinstance(item, dict):
             continue
         role, content = str(item.get("role", "")), item.get("content")
@@ -391,7 +430,7 @@ def _anthropic_request(request: dict, exchange: Exchange) -> None:
                                                  tool_call_id=str(block.get("tool_use_id") or "")))
         if message.text or message.tool_calls:
             exchange.messages.append(message)
-    for tool in request.get("tools") or []:
+    for tool in _list(request.get("tools")):
         if isinstance(tool, dict):
             exchange.tools.append(str(tool.get("name") or tool.get("type") or "?"))
 
@@ -400,13 +439,13 @@ def _gemini_request(request: dict, exchange: Exchange) -> None:
     system = request.get("systemInstruction") or request.get("system_instruction")
     if isinstance(system, dict):
         exchange.messages.append(Message("system", _parts_text(system.get("parts"))))
-    for item in request.get("contents") or []:
+    for item in _list(request.get("contents")):
         if not isinstance(item, dict):
             continue
         role = "assistant" if item.get("role") == "model" else str(item.get("role") or "user")
         message = Message(role)
         texts = []
-        for part in item.get("parts") or []:
+        for part in _list(item.get("parts")):
             if not isinstance(part, dict):
                 continue
             if isinstance(part.get("functionCall"), dict):
@@ -424,7 +463,7 @@ def _gemini_request(request: dict, exchange: Exchange) -> None:
         message.text = "\n".join(texts)
         if message.text or message.tool_calls:
             exchange.messages.append(message)
-    for tool in request.get("tools") or []:
+    for tool in _list(request.get("tools")):
         if isinstance(tool, dict):
             declarations = tool.get("functionDeclarations") or tool.get("function_declarations")
             if isinstance(declarations, list):
@@ -443,6 +482,7 @@ class _Output:
     def __init__(self, exchange: Exchange):
         self.exchange = exchange
         self.calls: dict[Any, dict] = {}  # key -> {"name", "id", "args"}
+        self.current: dict[Any, Any] = {}  # an index reused by a later call -> that call's key
 
     def seen(self, index: int | None) -> None:
         if self.exchange.first_event is None and index is not None:
@@ -458,14 +498,25 @@ class _Output:
             self.exchange.reasoning += value
             self.seen(index)
 
+    def entry(self, key) -> dict:
+        key = self.current.get(_hashable(key), _hashable(key))
+        return self.calls.setdefault(key, {"name": "", "id": "", "args": ""})
+
     def call(self, index, key, name=None, id=None, args=None) -> None:
-        entry = self.calls.setdefault(key, {"name": "", "id": "", "args": ""})
+        key = _hashable(key)
+        entry = self.entry(key)
+        if id and entry["id"] and entry["id"] != id:
+            # A new call under an index already used (parallel calls all at index 0, or no
+            # index at all): the SDKs start a new call on a new id.
+            self.current[key] = (key, len(self.calls))
+            entry = self.entry(key)
         if name:
-            entry["name"] = name
+            entry["name"] = str(name)
         if id:
             entry["id"] = id
         if isinstance(args, str):
-            entry["args"] += args
+            # Partial JSON appends; after a whole `input` object the deltas replace it.
+            entry["args"] = (entry["args"] + args) if isinstance(entry["args"], str) else args
         elif args is not None:
             entry["args"] = args
         self.seen(index)
@@ -480,8 +531,8 @@ def _number(block: dict, *keys: str) -> int:
         value = block
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return max(0, int(value))
     return 0
 
 
@@ -503,7 +554,9 @@ def _chat_response(events: list, exchange: Exchange) -> None:
         found = _chat_usage(value.get("usage"))
         if found:
             exchange.usage = found
-        for choice in value.get("choices") or []:
+        if value.get("error"):  # OpenRouter: an error in the stream of a 200
+            exchange.error = _error_message(value) or _preview(json.dumps(value.get("error")), 200)
+        for choice in _list(value.get("choices")):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             if choice.get("finish_reason"):
@@ -514,9 +567,9 @@ def _chat_response(events: list, exchange: Exchange) -> None:
             output.reasoning(index, part.get("reasoning_content") or part.get("reasoning"))
             output.text(index, part.get("content") if isinstance(part.get("content"), str)
                         else _parts_text(part.get("content")) if part.get("content") else None)
-            for number, call in enumerate(part.get("tool_calls") or []):
+            for number, call in enumerate(_list(part.get("tool_calls"))):
                 if isinstance(call, dict):
-                    function = call.get("function") or {}
+                    function = _dict(call.get("function"))
                     output.call(index, call.get("index", number), function.get("name"), call.get("id"),
                                 function.get("arguments"))
     output.finish()
@@ -544,7 +597,7 @@ def _responses_final(response: dict, exchange: Exchange, output: _Output, index,
         exchange.error = _error_message(response)
     if not texts:
         return
-    for item in response.get("output") or []:
+    for item in _list(response.get("output")):
         _responses_item(item, output, index)
 
 
@@ -553,7 +606,7 @@ def _responses_item(item: Any, output: _Output, index) -> None:
         return
     kind = item.get("type")
     if kind == "message":
-        for part in item.get("content") or []:
+        for part in _list(item.get("content")):
             if isinstance(part, dict):
                 output.text(index, part.get("text") if part.get("type") == "output_text"
                             else part.get("refusal"))
@@ -581,10 +634,10 @@ def _responses_response(events: list, exchange: Exchange) -> None:
         kind = str(value.get("type", ""))
         if kind == "response.output_text.delta":
             output.text(index, value.get("delta"))
-            saw_text.add(value.get("item_id"))
+            saw_text.add(_hashable(value.get("item_id")))
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             output.reasoning(index, value.get("delta"))
-            saw_text.add(value.get("item_id"))
+            saw_text.add(_hashable(value.get("item_id")))
         elif kind == "response.output_item.added" and isinstance(value.get("item"), dict):
             item = value["item"]
             if item.get("type") == "function_call":
@@ -594,12 +647,12 @@ def _responses_response(events: list, exchange: Exchange) -> None:
         elif kind == "response.output_item.done" and isinstance(value.get("item"), dict):
             item = value["item"]
             if item.get("type") == "function_call":
-                entry = output.calls.setdefault(item.get("id"), {"name": "", "id": "", "args": ""})
+                entry = output.entry(item.get("id"))
                 entry.update(name=item.get("name") or entry["name"],
                              id=item.get("call_id") or entry["id"],
                              args=item.get("arguments") if item.get("arguments") is not None
                              else entry["args"])
-            elif item.get("id") not in saw_text:  # a whole item with no deltas before it
+            elif _hashable(item.get("id")) not in saw_text:  # a whole item with no deltas before it
                 _responses_item(item, output, index)
         elif kind in ("response.completed", "response.incomplete", "response.failed",
                       "response.created") and isinstance(value.get("response"), dict):
@@ -640,7 +693,7 @@ def _anthropic_response(events: list, exchange: Exchange) -> None:
         kind = value.get("type")
         if kind == "message":  # the whole non-streamed answer
             exchange.model = str(value.get("model") or "")
-            for number, block in enumerate(value.get("content") or []):
+            for number, block in enumerate(_list(value.get("content"))):
                 _anthropic_block(block, output, index, number)
             exchange.finish_reason = str(value.get("stop_reason") or "")
             exchange.usage = _anthropic_usage(value.get("usage"), exchange.usage)
@@ -673,17 +726,22 @@ def _gemini_response(events: list, exchange: Exchange) -> None:
             continue
         exchange.model = str(value.get("modelVersion") or exchange.model)
         block = value.get("usageMetadata")
-        if isinstance(block, dict) and ("promptTokenCount" in block or "candidatesTokenCount" in block):
-            exchange.usage = Usage(_number(block, "promptTokenCount"), _number(block, "candidatesTokenCount"),
-                                   _number(block, "cachedContentTokenCount"),
-                                   _number(block, "thoughtsTokenCount"))
-        for candidate in value.get("candidates") or []:
+        if isinstance(block, dict) and ("promptTokenCount" in block or "candidatesTokenCount" in block
+                                        or "totalTokenCount" in block):
+            output_tokens = _number(block, "candidatesTokenCount")
+            thoughts = _number(block, "thoughtsTokenCount")
+            input_tokens = _number(block, "promptTokenCount")
+            if "promptTokenCount" not in block:  # some models leave it out: the rest of the total
+                input_tokens = max(0, _number(block, "totalTokenCount") - output_tokens - thoughts)
+            exchange.usage = Usage(input_tokens, output_tokens, _number(block, "cachedContentTokenCount"),
+                                   thoughts)
+        for candidate in _list(value.get("candidates")):
             if not isinstance(candidate, dict) or candidate.get("index", 0) != 0:
                 continue
             if candidate.get("finishReason"):
                 exchange.finish_reason = str(candidate["finishReason"])
             content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
-            for part in content.get("parts") or []:
+            for part in _list(content.get("parts")):
                 if not isinstance(part, dict):
                     continue
                 if isinstance(part.get("functionCall"), dict):
@@ -711,7 +769,17 @@ _RESPONSES = {OPENAI_CHAT: _chat_response, OPENAI_RESPONSES: _responses_response
 
 
 def read_exchange(interaction: Interaction, timing: Timing | None = None) -> Exchange:
-    """The conversation in one interaction; `timing` is its sidecar line, if it matches."""
+    """The conversation in one interaction; `timing` is its sidecar line, if it matches. A body
+    the reader trips on (a bug, a shape nobody expected) gives an unknown family, so callers
+    show the raw view, and the error as a problem."""
+    try:
+        return _read_exchange(interaction, timing)
+    except Exception as error:  # RecursionError and MemoryError too: listed, never raised
+        return Exchange(problems=[f"cannot read this interaction ({type(error).__name__}: "
+                                  f"{_preview(str(error), 120)})"])
+
+
+def _read_exchange(interaction: Interaction, timing: Timing | None = None) -> Exchange:
     exchange = Exchange(streamed=is_streamed(interaction))
     events, streamed = response_events(interaction, exchange.problems)
     exchange.streamed = exchange.streamed or streamed
@@ -724,17 +792,40 @@ def read_exchange(interaction: Interaction, timing: Timing | None = None) -> Exc
         if isinstance(request.get("model"), str):
             exchange.model = request["model"]
     requested = exchange.model or _model_from_path(interaction.request.url)
-    exchange.events = len(events) if exchange.streamed else 0
+    exchange.events = _event_count(interaction, events) if exchange.streamed else 0
     _RESPONSES[exchange.family](events, exchange)
     exchange.model = requested or exchange.model  # what was asked for; the answer may name a version
-    if not exchange.error and interaction.response.code >= 400 and events:
-        exchange.error = _error_message(events[0][2]) or _preview(str(interaction.response.body), 200)
+    if not exchange.error and interaction.response.code >= 400:
+        body = _text(interaction.response.body)
+        exchange.error = ((_error_message(events[0][2]) if events else "")
+                          or _preview(body if body is not None else "(binary body)", 200)
+                          or interaction.response.status)
     if timing is not None:
-        exchange.timing = _timings(timing, exchange)
+        exchange.timing = _timings(timing, exchange, _is_aws(interaction))
     return exchange
 
 
-def _timings(timing: Timing, exchange: Exchange) -> Timings:
+def _is_aws(interaction: Interaction) -> bool:
+    body = interaction.response.body
+    content_type = " ".join(interaction.response.headers.get("Content-Type", [])).lower()
+    return isinstance(body, (bytes, bytearray)) and ("amazon.eventstream" in content_type
+                                                     or _text(body) is None)
+
+
+def _event_count(interaction: Interaction, events: list) -> int:
+    """The stream's events as the sidecar times them: each block ended by a blank line
+    ([DONE] and comments included); AWS event-stream frames as read."""
+    text = _text(interaction.response.body)
+    if _is_aws(interaction) or text is None or not re.match(r"(data|event|id|retry)?:", text.lstrip()):
+        return len(events)
+    return sum(1 for block in _EVENT_END.split(text) if block.strip())
+
+
+def _timings(timing: Timing, exchange: Exchange, aws: bool = False) -> Timings:
+    if aws:
+        # Recording times events at blank lines, which AWS's binary frames do not have: an AWS
+        # event stream (Bedrock) has its headers and end times only, and no first token.
+        return Timings(timing.headers_ms, timing.end_ms, 0, [])
     found = Timings(timing.headers_ms, timing.end_ms, len(timing.events_ms), list(timing.events_ms))
     if not exchange.streamed:
         found.first_token_ms = timing.end_ms  # the whole answer arrives with the body

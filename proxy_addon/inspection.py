@@ -4,6 +4,7 @@ and the token usage that providers report in their bodies."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,16 +33,23 @@ def _json_documents(body: str) -> list:
     """The JSON body, or each `data:` JSON of an event stream."""
     try:
         return [json.loads(body)]
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         pass
     documents = []
     for line in body.splitlines():
         if line.startswith("data:"):
             try:
                 documents.append(json.loads(line[5:]))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     return documents
+
+
+def _count(value) -> int:
+    """A token count; anything but a finite number (NaN, 1e999, a string, an object) is 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return max(0, int(value))
+    return 0
 
 
 def _usage_in(value) -> Usage | None:
@@ -51,7 +59,7 @@ def _usage_in(value) -> Usage | None:
             if isinstance(block, dict):
                 for inp, out in _USAGE_FIELDS:
                     if inp in block or out in block:
-                        return Usage(int(block.get(inp) or 0), int(block.get(out) or 0))
+                        return Usage(_count(block.get(inp)), _count(block.get(out)))
         for key in ("message", "response"):  # Anthropic's message_start, Responses API events
             found = _usage_in(value.get(key))
             if found:
@@ -80,7 +88,7 @@ def model(interaction: Interaction) -> str:
             value = json.loads(body)
             if isinstance(value, dict) and isinstance(value.get("model"), str):
                 return value["model"]
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     path = urlsplit(interaction.request.url).path  # Gemini and Vertex put it in the path
     if "/models/" in path:

@@ -38,10 +38,15 @@ WIDTH, LEFT, RIGHT = 720, 10, 10
 @dataclass
 class CassetteReading:
     path: Path
-    cassette: Cassette
+    cassette: Cassette | None  # None: it could not be loaded or read, `problem` says why
     exchanges: list[Exchange]
     models: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    problem: str = ""
+
+    @property
+    def interactions(self) -> list[Interaction]:
+        return self.cassette.interactions if self.cassette else []
 
     @property
     def slowest_first_token_ms(self) -> float | None:
@@ -50,8 +55,16 @@ class CassetteReading:
         return max(times) if times else None
 
 
+def unreadable(path: Path, problem: str) -> CassetteReading:
+    """A cassette the page lists with its problem instead of its interactions."""
+    return CassetteReading(Path(path), None, [], problem=problem)
+
+
 def read(path: Path, cassette: Cassette) -> CassetteReading:
-    exchanges = read_cassette(path, cassette)
+    try:
+        exchanges = read_cassette(path, cassette)
+    except Exception as error:  # one bad cassette must not cost the others their report
+        return unreadable(path, f"{path}: cannot read ({type(error).__name__}: {error})")
     reading = CassetteReading(path, cassette, exchanges)
     for exchange in exchanges:
         if exchange.model and exchange.model not in reading.models:
@@ -108,12 +121,25 @@ def _pre(text: str, css: str = "") -> str:
 
 def interaction_html(interaction: Interaction, exchange: Exchange, previous: Exchange | None,
                      anchor: str) -> str:
+    """One interaction's article; if writing it trips on anything, the raw bodies with the
+    error as a problem."""
+    try:
+        return _interaction_html(interaction, exchange, previous, anchor)
+    except Exception as error:
+        problems = exchange.problems + [f"cannot show this interaction ({type(error).__name__}: {error})"]
+        return _interaction_html(interaction, Exchange(problems=problems), None, anchor)
+
+
+def _interaction_html(interaction: Interaction, exchange: Exchange, previous: Exchange | None,
+                      anchor: str) -> str:
     out = [f'<article id="{anchor}">', f"<h3>{escape(request_line(interaction))}</h3>"]
     if not exchange.family:
         raw = describe(interaction)
         out.append('<div class="meta">unknown API shape: raw bodies</div>')
         out.append(f'<div class="msg"><span class="role">request</span>{_pre(raw["request"], "raw")}</div>')
         out.append(f'<div class="msg"><span class="role">response</span>{_pre(raw["response"], "raw")}</div>')
+        for problem in exchange.problems:
+            out.append(f'<div class="msg error"><span class="role">problem</span>{_pre(problem)}</div>')
     else:
         meta = f"model {exchange.model or '?'} · {FAMILY_NAMES[exchange.family]}"
         if exchange.tools:
@@ -140,7 +166,7 @@ def interaction_html(interaction: Interaction, exchange: Exchange, previous: Exc
         summary = [f"finish {exchange.finish_reason}"] if exchange.finish_reason else []
         summary.append(f"tokens {usage_text(exchange)}")
         if exchange.streamed:
-            summary.append(f"{exchange.events} events")
+            summary.append(f"{exchange.events} event{'' if exchange.events == 1 else 's'}")
         if exchange.timing:
             summary.append(timing_text(exchange))
         out.append(f'<div class="sum">{escape(" · ".join(summary))}</div>')
@@ -151,7 +177,7 @@ def interaction_html(interaction: Interaction, exchange: Exchange, previous: Exc
 
 def render(readings: list[CassetteReading], title: str = "vcr-proxy cassette report") -> str:
     total = sum((r.usage for r in readings), Usage())
-    count = sum(len(r.cassette.interactions) for r in readings)
+    count = sum(len(r.interactions) for r in readings)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width,initial-scale=1">',
            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
@@ -164,14 +190,17 @@ def render(readings: list[CassetteReading], title: str = "vcr-proxy cassette rep
         slowest = reading.slowest_first_token_ms
         out.append(f'<tr><td><a href="#c{number}">{escape(str(reading.path))}</a></td>'
                    f"<td>{escape(', '.join(reading.models) or '-')}</td>"
-                   f'<td class="n">{len(reading.cassette.interactions)}</td><td class="n">{reading.usage.input}</td>'
+                   f'<td class="n">{len(reading.interactions) if reading.cassette else "-"}</td>'
+                   f'<td class="n">{reading.usage.input}</td>'
                    f'<td class="n">{reading.usage.output}</td>'
                    f'<td class="n">{escape(milliseconds(slowest)) if slowest is not None else "-"}</td></tr>')
     out.append("</tbody></table>")
     for number, reading in enumerate(readings):
         out.append(f'<section id="c{number}"><h2>{escape(str(reading.path))}</h2>')
+        if reading.problem:
+            out.append(f'<div class="msg error"><span class="role">problem</span>{_pre(reading.problem)}</div>')
         previous = None
-        for interaction, exchange in zip(reading.cassette.interactions, reading.exchanges):
+        for interaction, exchange in zip(reading.interactions, reading.exchanges):
             out.append(interaction_html(interaction, exchange, previous, f"c{number}-i{interaction.id}"))
             if exchange.family:
                 previous = exchange

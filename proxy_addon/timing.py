@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,19 +59,38 @@ def event_times(body: bytes, arrivals: list[tuple[int, float]]) -> list[float]:
     return times
 
 
+# A time past this (a week, in milliseconds) is not a recorded request's.
+MAX_MS = 7 * 24 * 3600 * 1e3
+
+
+def _ms(value) -> float:
+    """A time from a sidecar line: a finite number from 0 to MAX_MS, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not a time: {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and 0 <= value <= MAX_MS):
+        raise ValueError(f"not a time: {value!r}")
+    return value
+
+
 def read_sidecar(path: Path) -> dict[int, Timing]:
-    """Timings by interaction id; unreadable lines (a torn last line after a crash) skipped."""
+    """Timings by interaction id; unreadable lines (a torn last line after a crash) skipped,
+    and so are lines whose values are not what recording writes: an id that is not an integer,
+    a time that is not a finite number of milliseconds from 0 to a week, events_ms not a list."""
     timings: dict[int, Timing] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # missing, a folder, unreadable
         return timings
     for line in lines:
         try:
             data = json.loads(line)
-            timing = Timing(int(data["id"]), str(data["body"]), float(data["headers_ms"]),
-                            [float(t) for t in data["events_ms"]], float(data["end_ms"]))
-        except (ValueError, KeyError, TypeError):
+            if (not isinstance(data, dict) or isinstance(data["id"], bool) or not isinstance(data["id"], int)
+                    or not isinstance(data["body"], str) or not isinstance(data["events_ms"], list)):
+                continue
+            timing = Timing(data["id"], data["body"], _ms(data["headers_ms"]),
+                            [_ms(t) for t in data["events_ms"]], _ms(data["end_ms"]))
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
         timings[timing.id] = timing
     return timings

@@ -8,6 +8,9 @@ previews `show --raw` prints.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from pathlib import Path
 
 from .cassette import Cassette, Interaction
@@ -17,9 +20,25 @@ from .inspection import describe, is_streamed
 
 INDENT = "    "
 
+# What a terminal would act on rather than print: C0 controls but newline and tab, DEL, C1
+# controls, and the bidirectional overrides that reorder what is shown.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """Cassette text made safe to print on a terminal: each control character visible as
+    `\x1b` (or `\u202e`), so an escape sequence in a body cannot recolour, hide, retitle or
+    overwrite what `show` prints."""
+    def visible(match: re.Match) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _CONTROLS.sub(visible, text)
+
 
 def milliseconds(value: float) -> str:
     """Go's duration text, to the millisecond (sidecar times are not more precise than that)."""
+    if not math.isfinite(value):
+        return "?"
     return format_duration(round(value) * 1_000_000)
 
 
@@ -64,20 +83,38 @@ def timing_text(exchange: Exchange) -> str:
         parts.append(f"first token {milliseconds(timing.first_token_ms)}")
     parts.append(f"end {milliseconds(timing.end_ms)}")
     parts.append(f"stream {milliseconds(timing.stream_ms)}")
-    parts.append(f"{timing.events} events timed")
+    if exchange.streamed and not timing.events:
+        parts.append("no per-event times")
+    elif timing.events != exchange.events:
+        parts.append(f"{timing.events} events timed")
     if timing.tokens_per_second is not None:
         parts.append(f"{timing.tokens_per_second:.1f} tokens/s")
     return ", ".join(parts)
 
 
+def raw_lines(interaction: Interaction, problems: list[str]) -> list[str]:
+    """The request line and the bodies' previews (`show --raw`), and what could not be read."""
+    raw = describe(interaction)
+    lines = [request_line(interaction),
+             f"{INDENT}request:  {raw['request'][:100]}",
+             f"{INDENT}response: {raw['response'][:100]}"]
+    return lines + [f"{INDENT}! {problem}" for problem in problems]
+
+
 def interaction_lines(interaction: Interaction, exchange: Exchange, previous: Exchange | None) -> list[str]:
+    """The transcript of one interaction; if writing it trips on anything, the raw view with
+    the error as a problem."""
+    if exchange.family:
+        try:
+            return _conversation_lines(interaction, exchange, previous)
+        except Exception as error:
+            problems = exchange.problems + [f"cannot show this interaction ({type(error).__name__}: {error})"]
+            return raw_lines(interaction, problems)
+    return raw_lines(interaction, exchange.problems)
+
+
+def _conversation_lines(interaction: Interaction, exchange: Exchange, previous: Exchange | None) -> list[str]:
     lines = [request_line(interaction)]
-    if not exchange.family:
-        raw = describe(interaction)
-        lines.append(f"{INDENT}request:  {raw['request'][:100]}")
-        lines.append(f"{INDENT}response: {raw['response'][:100]}")
-        lines.extend(f"{INDENT}! {problem}" for problem in exchange.problems)
-        return lines
     header = f"{INDENT}model: {exchange.model or '?'} ({FAMILY_NAMES[exchange.family]})"
     if exchange.tools:
         header += f", tools: {', '.join(exchange.tools)}"
@@ -130,9 +167,16 @@ def transcript_json(path: Path, cassette: Cassette) -> dict:
     previous = None
     for interaction, exchange in zip(cassette.interactions, read_cassette(path, cassette)):
         item = describe(interaction)
-        item.update(exchange.to_json())
-        item["model"] = exchange.model or item["model"]
-        item["new_from"] = len(exchange.messages) - len(new_messages(previous, exchange))
+        try:
+            reading = exchange.to_json()
+            reading["model"] = exchange.model or item["model"]
+            reading["new_from"] = len(exchange.messages) - len(new_messages(previous, exchange))
+            json.dumps(reading)  # what the command will print must be printable
+        except Exception as error:  # 900 nested levels of arguments: the raw view and why
+            reading = {"family": "", "problems": exchange.problems + [
+                f"cannot show this interaction ({type(error).__name__}: {error})"]}
+            exchange = Exchange()
+        item.update(reading)
         items.append(item)
         if exchange.family:
             previous = exchange

@@ -95,3 +95,35 @@ def expected(body, family: str) -> tuple[str, list[tuple[str, object]]]:
                 elif not part.get("thought"):
                     text += part.get("text", "")
     return text, [(name, json.loads(arguments or "{}")) for name, arguments in calls.values()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-made cassettes for the readers' edge cases
+
+
+def exchange(number: int, url: str, request, body, content_type="application/json", code=200,
+             method="POST"):
+    """One interaction: `request` as JSON (or a string as is), the response body as given."""
+    from proxy_addon.cassette import Interaction, Request, Response
+
+    return Interaction(number, Request(body=request if isinstance(request, (str, bytes)) else json.dumps(request),
+                                       url=url, method=method,
+                                       headers={"Content-Type": ["application/json"]}),
+                       Response(body=body, headers={"Content-Type": [content_type]} if content_type else {},
+                                status=f"{code} {'OK' if code == 200 else 'Error'}", code=code,
+                                duration=1_000_000))
+
+
+def write_cassette(path, interactions):
+    from proxy_addon.cassette import Cassette
+
+    path.write_text(Cassette(list(interactions)).dumps())
+    return path
+
+
+def sse(*events, end="\n\n") -> str:
+    return "".join("data: " + (e if isinstance(e, str) else json.dumps(e)) + end for e in events)
+
+
+CHAT = "https://openrouter.ai/api/v1/chat/completions"
+CHAT_REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}

@@ -10,7 +10,7 @@ import pytest
 from proxy_addon.cassette import load
 
 from .conftest import CORPUS
-from .inspect_helpers import CASES, SEED
+from .inspect_helpers import CASES, CHAT, SEED, exchange, write_cassette
 from .test_cli import _cli
 
 
@@ -133,3 +133,56 @@ def test_errors_exit_2_in_one_line_naming_the_file(tmp_path):
     assert "Traceback" not in result.stderr
     result = _cli("diff", str(SEED), str(tmp_path))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+
+
+def test_many_interactions_pair_by_their_exact_request(tmp_path):
+    """2,000 interactions on one URL, reordered: each pairs with its own request (by a dict of
+    exact keys; pairing through the matcher alone took seconds per thousand)."""
+    def interactions(order):
+        return [exchange(k, CHAT, {"messages": [{"role": "user", "content": f"question {n}"}], "model": "m"},
+                         json.dumps({"choices": [{"message": {"content": f"answer {n}"},
+                                                  "finish_reason": "stop"}]}))
+                for k, n in enumerate(order)]
+    numbers = list(range(2000))
+    old = write_cassette(tmp_path / "old.yaml", interactions(numbers))
+    new_cassette = interactions(numbers[::-1])
+    # Key order in the body does not matter; a changed answer to question 7 does.
+    new_cassette[0].request.body = json.dumps({"model": "m", "messages": [
+        {"content": "question 1999", "role": "user"}]})
+    at = 1999 - 7
+    new_cassette[at].response.body = new_cassette[at].response.body.replace("answer 7", "answer seven")
+    new = write_cassette(tmp_path / "new.yaml", new_cassette)
+    result = _cli("diff", str(old), str(new))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"#{at} text: changed (8 -> 12 characters)", "wording: 1 wording"]
+
+
+def test_a_changed_value_in_an_unknown_api_is_behaviour(tmp_path):
+    models = {"object": "list", "data": [{"id": "llama-3"}, {"id": "mixtral"}]}
+    url = "https://api.groq.com/openai/v1/models"
+    old = write_cassette(tmp_path / "old.yaml", [exchange(0, url, "", json.dumps(models), method="GET")])
+    models["data"][1]["id"] = "qwen"
+    new = write_cassette(tmp_path / "new.yaml", [exchange(0, url, "", json.dumps(models), method="GET")])
+    result = _cli("diff", str(old), str(new))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ['#0 response body: $.data[1].id: "mixtral" -> "qwen"',
+                                          "behaviour: 1 behaviour"]
+
+
+def test_two_empty_folders_are_an_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    result = _cli("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 2 and "no cassettes under" in result.stderr and result.stdout == ""
+
+
+def test_diff_text_prints_control_characters_visibly(tmp_path):
+    cassette = load(SEED)
+    body = cassette.interactions[1].response.body
+    cassette.interactions[1].response.body = body.replace('" hot"', '" hot\\u001b]0;pwned\\u0007\\r"')
+    new = _write(tmp_path / "new.yaml", cassette)
+    result = _cli("diff", "--text", str(SEED), str(new))
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout and "\x07" not in result.stdout
+    assert "+The weather in Florence, Italy is currently 40°C - that's quite hot\\x1b]0;pwned\\x07" \
+        in result.stdout

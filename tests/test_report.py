@@ -3,6 +3,7 @@ text and an SVG timeline in the DOM, nothing loaded from outside the file, casse
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from html.parser import HTMLParser
 from proxy_addon.cassette import load
 
 from .conftest import CORPUS
-from .inspect_helpers import CASES, SEED, expected
+from .inspect_helpers import CASES, CHAT, SEED, exchange, expected, write_cassette
 from .test_cli import _cli
 
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> & "quotes"'
@@ -113,3 +114,33 @@ def test_report_with_nothing_to_read_is_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"{tmp_path / 'missing'}: no such file or folder" in result.stderr
+
+
+def test_a_cassette_that_cannot_be_read_is_a_problem_on_the_page(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.yaml").write_bytes(SEED.read_bytes())
+    (folder / "broken.yaml").write_text("interactions: [unclosed\n")
+    write_cassette(folder / "odd.yaml", [exchange(0, CHAT, {"model": "m", "messages": 5},
+                                                  json.dumps({"choices": 1.5}))])
+    output = tmp_path / "r.html"
+    result = _cli("report", "-o", str(output), str(folder))
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1 and "broken.yaml" in result.stderr  # the problem, on stderr too
+    page = output.read_text()
+    assert "broken.yaml" in page and 'class="role">problem<' in page
+    assert "The weather in Florence, Italy is currently 40°C" in page  # the rest still rendered
+    assert "odd.yaml" in page
+
+
+def test_report_never_overwrites_a_cassette(tmp_path):
+    victim = tmp_path / "victim.yaml"
+    victim.write_bytes(SEED.read_bytes())
+    for output, inputs in ((victim, [victim]), (tmp_path / "new.yaml", [tmp_path]),
+                           (tmp_path / "sub" / ".." / "victim.yaml", [victim])):
+        result = _cli("report", "-o", str(output), *map(str, inputs))
+        assert result.returncode == 1 and "choose another -o path" in result.stderr, result.stderr
+    assert victim.read_bytes() == SEED.read_bytes() and not (tmp_path / "new.yaml").exists()
+    result = _cli("report", "-o", str(tmp_path / "report.html"), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "victim.yaml"]  # no temp file left
