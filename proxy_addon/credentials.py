@@ -141,18 +141,35 @@ _FIELD_HINTS = (b'key"', b'token"', b"secret", b"passw", b"passphrase", b"auth",
 # ... and as they stand in JSON inside a JSON string (a tool call's arguments).
 _FIELD_HINTS += tuple(hint.replace(b'"', b'\\"') for hint in _FIELD_HINTS if hint.endswith(b'"'))
 _SMALL = 1 << 20
+_CACHED = 1 << 16  # bodies up to this size are remembered (256 of them: 16 MiB at most)
 
 
 def _may_hold_shape(value) -> bool:
+    if isinstance(value, (str, bytes)) and len(value) < _CACHED:
+        return _may_hold_shape_cached(value)
+    starts = _SHAPE_STARTS if isinstance(value, str) else _SHAPE_STARTS_BYTES
+    return any(start in value for start in starts)
+
+
+# The same body is asked about several times per request (matching, recording, display).
+@functools.lru_cache(maxsize=256)
+def _may_hold_shape_cached(value: str | bytes) -> bool:
     starts = _SHAPE_STARTS if isinstance(value, str) else _SHAPE_STARTS_BYTES
     return any(start in value for start in starts)
 
 
 def _may_hold_field(data) -> bool:
-    if len(data) < _SMALL:
-        lower = data.lower()
-        return any(hint in lower for hint in _FIELD_HINTS)
-    return _MAYBE_FIELD.search(data) is not None  # no lower-case copy of a long body
+    if len(data) >= _SMALL:
+        return _MAYBE_FIELD.search(data) is not None  # no lower-case copy of a long body
+    if len(data) < _CACHED and not isinstance(data, bytearray):
+        return _may_hold_field_cached(data)
+    return _may_hold_field_cached.__wrapped__(data)
+
+
+@functools.lru_cache(maxsize=256)
+def _may_hold_field_cached(data: bytes) -> bool:
+    lower = data.lower()
+    return any(hint in lower for hint in _FIELD_HINTS)
 
 
 # A JSON string member `"name": "value"`: the value is replaced when the name is a credential.

@@ -28,13 +28,17 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 # An anchor property (`&name`) can only follow the start of a line, a space or tab, or a flow
 # indicator; a body's "a&b" in a URL cannot be one. A false alarm only costs the exact count.
-_ANCHOR = re.compile(rb"(?:^|[\s\[\]{},:?-])&[^\s\[\]{},]")
+# `&name` where YAML may start an anchor: found by its `&` first (a literal is searched fast;
+# the character before it is checked by hand), since most files have none.
+_ANCHOR = re.compile(rb"&[^\s\[\]{},]")
+_BEFORE_ANCHOR = frozenset(b" \t\r\n[]{},:?-")
 
 _LOW, _HIGH = 400_000, 4_000_000
 
 
 def may_have_anchors(data: bytes) -> bool:
-    return _ANCHOR.search(data) is not None
+    return any(match.start() == 0 or data[match.start() - 1] in _BEFORE_ANCHOR
+               for match in _ANCHOR.finditer(data))
 
 
 def allowed_alias_ratio(decodes: int) -> float:

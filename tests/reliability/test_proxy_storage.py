@@ -143,3 +143,31 @@ def test_an_alias_bomb_is_refused_and_never_rewritten(tmp_path, upstream):
         proxy.stop()
     assert response.status_code == 400 and "alias" in response.text
     assert (cassettes / "default.yaml").read_text() == text
+
+
+def test_no_client_waits_on_the_disk(tmp_path, upstream):
+    """The cassette's lock held by someone else (a stuck disk, a slow writer): clients are still
+    answered, streamed or not, and the interactions are saved once the lock is free."""
+    import fcntl
+    import os
+
+    cassettes = tmp_path / "cassettes"
+    cassettes.mkdir()
+    proxy = _proxy(tmp_path, upstream, cassettes, vcr_mode="record").start()
+    try:
+        with proxy.client(timeout=20) as client:
+            assert client.post(CHAT, json={"n": 0}).status_code == 200  # opens the cassette
+            recorded(cassettes / "default.yaml", 1)
+            lock = os.open(cassettes / ".default.yaml.lock", os.O_RDWR)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                for n in range(1, 4):
+                    response = client.post(CHAT, json={"n": n, "stream": n % 2 == 0})
+                    assert response.status_code == 200 and response.content
+                assert len(load(cassettes / "default.yaml").interactions) == 1  # still waiting
+            finally:
+                os.close(lock)
+            cassette = recorded(cassettes / "default.yaml", 4)
+    finally:
+        proxy.stop()
+    assert [i.id for i in cassette.interactions] == [0, 1, 2, 3]
