@@ -15,6 +15,7 @@ The rules:
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -54,6 +55,7 @@ DEFAULT_HOSTS = (
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=4096)  # a proxy sees the same few hosts on every request
 def normalize_host(host: str) -> str:
     """A host name as compared: lower case, no brackets, no trailing dot, IDNA (punycode)."""
     host = host.strip().lower()
@@ -151,6 +153,7 @@ class Routes:
         return self.cassettes is not None and host in self.cassettes.hosts()
 
 
+@functools.lru_cache(maxsize=4096)
 def host_mismatch(target: str, target_port: int, scheme: str, host_header: str | None,
                   sni: str | None) -> str | None:
     """Why a request's Host header or TLS SNI disagrees with the connection's target, or None."""
