@@ -528,25 +528,25 @@ def _length(body) -> int:
     return len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else len(body)
 
 
-def request_secrets(headers: Iterable[tuple[str, str]], url: str, body: bytes,
-                    content_type: str) -> Secrets:
-    """The credentials a request carries by name (headers, query, form, JSON fields)."""
+def _by_name(url: str, headers: Iterable[tuple[str, str]], body: bytes, content_type: str):
+    """A request's URL and body with credentials replaced by name, and the scrubber that holds
+    the values found."""
     scrubber = Scrubber()
     for name, value in headers:
         scrubber.secrets.add_header(name, value)
-    scrubber.url(url)
-    scrubber.body_fields(body, content_type, "request body")
-    return scrubber.secrets
+    return scrubber, scrubber.url(url), scrubber.body_fields(body, content_type, "request body")
+
+
+def request_secrets(headers: Iterable[tuple[str, str]], url: str, body: bytes,
+                    content_type: str) -> Secrets:
+    """The credentials a request carries by name (headers, query, form, JSON fields)."""
+    return _by_name(url, headers, body, content_type)[0].secrets
 
 
 def scrub_request(url: str, headers: Iterable[tuple[str, str]], body: bytes,
                   content_type: str) -> tuple[str, bytes, Secrets]:
     """An incoming request's URL and body as a recording of it holds them, and its secrets."""
-    scrubber = Scrubber()
-    for name, value in headers:
-        scrubber.secrets.add_header(name, value)
-    url = scrubber.url(url)
-    body = scrubber.body_fields(body, content_type, "request body")
+    scrubber, url, body = _by_name(url, headers, body, content_type)
     return scrubber.text(url, "url"), scrubber.text(body, "body"), scrubber.secrets
 
 

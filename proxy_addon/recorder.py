@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import filters
-from .credentials import request_secrets, scrub_interaction
+from .credentials import Secrets, request_secrets, scrub_interaction
 from .cassette import Interaction, Request, Response
 from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
 from .timing import Timing, body_hash, event_times
@@ -39,6 +39,8 @@ class Exchange:
     # For streamed bodies: (bytes received so far, time) after each chunk.
     arrivals: list[tuple[int, float]] = field(default_factory=list)
     trailers: list[tuple[str, str]] = field(default_factory=list)
+    # The request's credentials, when the proxy already found them as the request began.
+    secrets: Secrets | None = None
 
 
 # The default of the addon's `vcr_max_body`: the most a recorded body may take, raw or decoded.
@@ -378,8 +380,8 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     interaction = Interaction(id=interaction_id, request=request, response=response)
     # Headers the policy leaves out carry credentials too: their values are scrubbed wherever
     # they echo.
-    secrets = request_secrets(exchange.request_headers, exchange.url, exchange.request_body,
-                              request_content_type)
+    secrets = exchange.secrets or request_secrets(exchange.request_headers, exchange.url,
+                                                  exchange.request_body, request_content_type)
     for name, value in exchange.response_headers + exchange.trailers:
         secrets.add_header(name, value)
     scrub_interaction(interaction, secrets)

@@ -161,6 +161,7 @@ class Recorder:
             headers_at=response.timestamp_start or recording.started, ended=ended,
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
+            secrets=self._secrets(flow),
         )
         task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
                                               self._secrets(flow), partial))
