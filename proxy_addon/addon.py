@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -64,6 +65,15 @@ def cassette_path(folder: Path, name: str) -> Path:
     return path
 
 
+def control_socket_problem(path: str) -> str | None:
+    """Why a Unix socket cannot be made at `path`, or None."""
+    if len(os.fsencode(path)) > 107:  # sun_path's size on Linux, less the final NUL
+        return f"{path!r} is longer than a Unix socket path may be (107 bytes)"
+    if os.path.lexists(path):
+        return f"{path} exists; give a path where no file is (the socket is made there)"
+    return None
+
+
 class VcrProxy:
     """Records LLM API exchanges into go-vcr cassettes and replays them."""
 
@@ -83,6 +93,8 @@ class VcrProxy:
         self.session = Session()
         self.loopback_forced = False
         self.flows_shown = True
+        self.control_server = None
+        self.failed_to_start = False
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -128,6 +140,9 @@ class VcrProxy:
         loader.add_option("vcr_max_body", int, DEFAULT_MAX_BODY,
                           "Largest response body recorded, in bytes, decoded (a larger one still "
                           "reaches the client whole, and is not recorded).")
+        loader.add_option("vcr_control_socket", str, "",
+                          "Also answer the control calls on this Unix socket, one JSON line each "
+                          "(for test runners; only the socket's owner can connect).")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -159,6 +174,10 @@ class VcrProxy:
             self.speed = float(options.vcr_speed)
         except ValueError:
             self.speed = 0.0
+        if "vcr_control_socket" in updated and options.vcr_control_socket:
+            problem = control_socket_problem(options.vcr_control_socket)
+            if problem:
+                raise exceptions.OptionsError(f"vcr_control_socket: {problem}")
         if options.vcr_max_body < 1:
             raise exceptions.OptionsError(f"vcr_max_body: {options.vcr_max_body} is not a size in "
                                           "bytes above 0")
@@ -231,8 +250,19 @@ class VcrProxy:
         # flow printer, the save addon); `vcr-proxy start`'s lean mitmproxy has neither.
         self.flows_shown = any(ctx.master.addons.get(name) is not None for name in ("dumper", "save"))
         await self.player.server.start()
+        if ctx.options.vcr_control_socket:
+            await self._serve_control_socket(ctx.options.vcr_control_socket)
         if self.loopback_forced:
             await self._rebind_to_loopback()
+
+    async def _serve_control_socket(self, path: str) -> None:
+        try:
+            self.control_server = await self.control.serve_socket(path)
+        except OSError as error:
+            log.error(f"vcr-proxy: vcr_control_socket: cannot listen on {path}: "
+                      f"{error.strerror or error}; give a path in a folder you own")
+            self.failed_to_start = True
+            ctx.master.shutdown()
 
     @staticmethod
     async def _rebind_to_loopback() -> None:
@@ -250,6 +280,9 @@ class VcrProxy:
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
         await self.player.server.stop()
+        if self.control_server is not None:
+            self.control_server.close()
+            Path(ctx.options.vcr_control_socket).unlink(missing_ok=True)
         failures = self.recorder.failures
         if failures:
             log.error(f"vcr-proxy: {len(failures)} interaction(s) could not be saved:")
@@ -376,6 +409,7 @@ class VcrProxy:
             return self._record(flow, replay.path, fresh=False)
         self.session.misses.append(self.player.miss(flow, replay, self.matcher, incoming, matched))
         self.session.miss_messages.append(flow.metadata["vcr_miss"])
+        self.control.notify("miss")  # before the client has its answer
         return None
 
     @staticmethod

@@ -5,6 +5,8 @@
         optional "fault": "status=429;retry-after=2" for every replayed request of the
         selection. If a cassette was selected, the answer's "previous" is its eject report,
         so a test runner needs one round trip per test.
+    POST http://vcr-proxy.control/report
+        The selection's report so far (as eject answers it), the selection unchanged.
     POST http://vcr-proxy.control/eject
         Back to the configured cassette and mode; answers what was recorded, replayed, missed
         (with the miss messages), what could not be saved, and, in replay and once mode, the
@@ -13,7 +15,9 @@
 
 Every request carries the header `X-Vcr-Control: 1`.
 
-The addon answers these itself; they never leave the proxy.
+The addon answers these itself; they never leave the proxy. With the option
+`vcr_control_socket`, the same calls are also answered on that Unix socket, one JSON line each
+(see ControlEndpoint._socket_client): a cheaper round trip for a test runner.
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ class Session:
 
 class ControlError(ValueError):
     pass
+
+
+def _error(status: int, message: str) -> dict:
+    from .responses import error_payload
+
+    return error_payload(status, message)
 
 
 _EXAMPLE = '{"name": "suite/test", "mode": "once"}'
@@ -121,64 +131,112 @@ def parse_fault_field(body: bytes):
 
 
 class ControlEndpoint:
-    """Answers requests to CONTROL_HOST for `proxy` (the addon): select, eject, status."""
+    """Answers control requests for `proxy` (the addon): select, report, eject, status.
+
+    The same calls arrive two ways: as HTTP requests to CONTROL_HOST through the proxy, and as
+    JSON lines on the optional Unix socket (`vcr_control_socket`), which a test runner on the
+    same machine reaches without an HTTP exchange through mitmproxy.
+    """
 
     def __init__(self, proxy) -> None:
         self.proxy = proxy
+        self.listeners: set[asyncio.StreamWriter] = set()  # the control socket's clients
+
+    def notify(self, event: str) -> None:
+        """Tell the control socket's clients that `event` happened, ahead of any answer the
+        proxy gives a client about it: a test runner learns of a miss without asking."""
+        line = json.dumps({"event": event}).encode() + b"\n"
+        for writer in self.listeners:
+            if not writer.is_closing():
+                writer.write(line)
 
     def answer(self, flow):
-        from .responses import error_response, json_response
+        """The HTTP way: answers `flow`, at once or in the coroutine returned."""
+        from .responses import error_response
 
-        proxy = self.proxy
-        path = flow.request.path.split("?", 1)[0].rstrip("/")
-        method = flow.request.method
-        if method == "OPTIONS" or flow.request.headers.get(CONTROL_HEADER) != "1":
+        if flow.request.method == "OPTIONS" or flow.request.headers.get(CONTROL_HEADER) != "1":
             flow.response = error_response(403, f"vcr-proxy control: requests must carry the header "
                                                 f"{CONTROL_HEADER}: 1 (and browsers' preflights are "
                                                 "refused)")
             return None
+        path = flow.request.path.split("?", 1)[0]
+        return self._answer_flow(flow, self.call(flow.request.method, path,
+                                                 flow.request.raw_content or b""))
+
+    @staticmethod
+    async def _answer_flow(flow, answer) -> None:
+        from .responses import json_response
+
+        status, payload = await answer
+        flow.response = json_response(status, payload)
+
+    async def call(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
+        """One control call: its HTTP status and JSON answer."""
+        proxy = self.proxy
+        path = path.rstrip("/")
         if path == "/cassette" and method == "POST":
             try:
-                name, mode = parse_selection(flow.request.raw_content or b"", proxy.modes)
+                name, mode = parse_selection(body, proxy.modes)
                 cassette_file = proxy.cassette_for(name)
+                fault = parse_fault_field(body)
             except (ControlError, ValueError) as error:
-                flow.response = error_response(400, f"vcr-proxy control: {error}")
-                return None
-            try:
-                fault = parse_fault_field(flow.request.raw_content or b"")
-            except ValueError as error:
-                flow.response = error_response(400, f"vcr-proxy control: {error}")
-                return None
+                return 400, _error(400, f"vcr-proxy control: {error}")
+            previous = None
             if proxy.session.cassette is not None:
-                return self._select_after(flow, name, mode, fault, cassette_file)
+                previous = await self._closing_report()
             proxy.session = Session(cassette=name, mode=mode, fault=fault)
             proxy.forget(cassette_file)  # selected again: starts over
-            flow.response = json_response(200, proxy.report())
-        elif path == "/eject" and method == "POST":
-            return self._eject(flow)
-        elif path in ("", "/status"):
-            flow.response = json_response(200, proxy.report() | {"dir": proxy.folder})
-        else:
-            flow.response = error_response(404, f"vcr-proxy control: no {method} {path or '/'}; "
-                                                "use POST /cassette, POST /eject or GET /status")
-        return None
+            answer = proxy.report()
+            if previous is not None:
+                answer["previous"] = previous  # one round trip per test for a test runner
+            return 200, answer
+        if path == "/report" and method == "POST":
+            return 200, await self._closing_report()
+        if path == "/eject" and method == "POST":
+            report = await self._closing_report()
+            proxy.session = Session()
+            return 200, report
+        if path in ("", "/status"):
+            return 200, proxy.report() | {"dir": proxy.folder}
+        return 404, _error(404, f"vcr-proxy control: no {method} {path or '/'}; use POST "
+                                "/cassette, POST /report, POST /eject or GET /status")
 
-    async def _eject(self, flow) -> None:
-        from .responses import json_response
+    async def serve_socket(self, path: str):
+        """Listen on the Unix socket `path` (only its owner may connect); returns the server."""
+        import os
 
-        report = await self._closing_report()
-        self.proxy.session = Session()
-        flow.response = json_response(200, report)
+        old_mask = os.umask(0o177)
+        try:
+            return await asyncio.start_unix_server(self._socket_client, path, limit=1 << 20)
+        finally:
+            os.umask(old_mask)
 
-    async def _select_after(self, flow, name: str, mode: str | None, fault, cassette_file) -> None:
-        """Select a cassette while another is selected: the answer carries the other's report."""
-        from .responses import json_response
-
-        previous = await self._closing_report()
-        proxy = self.proxy
-        proxy.session = Session(cassette=name, mode=mode, fault=fault)
-        proxy.forget(cassette_file)
-        flow.response = json_response(200, proxy.report() | {"previous": previous})
+    async def _socket_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Each line is a JSON call `{"method": "POST", "path": "/cassette", "body": {...}}`;
+        each answer a line `{"status": 200, "body": {...}}`. Between answers come event lines,
+        `{"event": "miss"}` (notify)."""
+        self.listeners.add(writer)
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    method, path = request["method"], request["path"]
+                    if not isinstance(method, str) or not isinstance(path, str):
+                        raise TypeError
+                    body = json.dumps(request.get("body") or {}).encode()
+                except (ValueError, KeyError, TypeError, RecursionError):
+                    status, payload = 400, _error(400, "vcr-proxy control: each line must be a JSON "
+                                                       'object like {"method": "POST", "path": '
+                                                       '"/cassette", "body": ' + _EXAMPLE + "}")
+                else:
+                    status, payload = await self.call(method, path, body)
+                writer.write(json.dumps({"status": status, "body": payload}).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass  # the test runner went away, or sent a line over the limit
+        finally:
+            self.listeners.discard(writer)
+            writer.close()
 
     async def _closing_report(self) -> dict:
         # A client may have read a stream's last event before the proxy saw its end.

@@ -6,6 +6,7 @@ record (which it tunnels untouched) still verify against their real certificates
 
 from __future__ import annotations
 
+import os
 import shlex
 import ssl
 from pathlib import Path
@@ -17,18 +18,78 @@ BUNDLE_NAME = "vcr-proxy-ca-bundle.pem"
 
 
 def default_confdir() -> Path:
-    return Path("~/.mitmproxy").expanduser()
+    """VCR_PROXY_CONFDIR (as `vcr-proxy start --confdir` reads it), else mitmproxy's own."""
+    return Path(os.environ.get("VCR_PROXY_CONFDIR") or "~/.mitmproxy").expanduser()
 
 
 def ensure_ca(confdir: Path) -> Path:
-    """mitmproxy's CA certificate in `confdir`, created as mitmproxy would if missing."""
+    """mitmproxy's CA certificate in `confdir`; if missing, created with the files mitmproxy
+    would write, but with an ECDSA P-256 key (create_ca)."""
     certificate = confdir / "mitmproxy-ca-cert.pem"
-    if not certificate.exists():
-        from mitmproxy.certs import CertStore
+    if certificate.exists():
+        return certificate
+    import fcntl
 
-        confdir.mkdir(parents=True, exist_ok=True)
-        CertStore.from_store(confdir, "mitmproxy", 2048)
+    confdir.mkdir(parents=True, exist_ok=True)
+    # xdist workers start together: one creates the CA, the others wait and use it.
+    descriptor = os.open(confdir / ".vcr-proxy-ca.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        if not certificate.exists():
+            create_ca(confdir)
+    finally:
+        os.close(descriptor)
     return certificate
+
+
+def create_ca(confdir: Path, name: str = "mitmproxy") -> None:
+    """A CA as mitmproxy's CertStore.create_store writes it, with a P-256 key instead of
+    RSA-2048. mitmproxy signs each client's TLS handshake with the CA's key; an ECDSA signature
+    costs a small fraction of an RSA-2048 one, which a test suite that builds a new client per
+    test pays on every test (bench/suite.py)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from mitmproxy.certs import CA_EXPIRY, CERT_VALIDITY_OFFSET
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
+    start = datetime.datetime.now() + CERT_VALIDITY_OFFSET
+    usage = x509.KeyUsage(digital_signature=False, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=True, crl_sign=True, encipher_only=False,
+                          decipher_only=False)
+    ca = (x509.CertificateBuilder()
+          .serial_number(x509.random_serial_number())
+          .subject_name(subject).issuer_name(subject)
+          .not_valid_before(start).not_valid_after(start + CA_EXPIRY)
+          .public_key(key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+          .add_extension(usage, critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+          .sign(key, hashes.SHA256()))
+    pem = ca.public_bytes(serialization.Encoding.PEM)
+    secret = key.private_bytes(serialization.Encoding.PEM,
+                               serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.NoEncryption())
+    bundle = pkcs12.serialize_key_and_certificates(name.encode(), key, ca, None,
+                                                   serialization.NoEncryption())
+    public = pkcs12.serialize_key_and_certificates(name.encode(), None, ca, None,
+                                                   serialization.NoEncryption())
+    from .persisters.filesystem import write_atomic
+
+    # The files that hold the key first, readable by their owner only; the certificate last,
+    # since its presence is what says the CA exists.
+    for suffix, data, mode in (("-ca.pem", secret + pem, 0o600), ("-ca.p12", bundle, 0o600),
+                               ("-ca-cert.p12", public, 0o644), ("-ca-cert.cer", pem, 0o644),
+                               ("-ca-cert.pem", pem, 0o644)):
+        write_atomic(confdir / f"{name}{suffix}", data, mode=mode)
 
 
 def system_roots() -> bytes:

@@ -27,9 +27,11 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         return opts
 
     from .addon import VcrProxy
+    from .devshell import ensure_ca
 
     vcr = VcrProxy()
     opts = fresh_options()
+    ensure_ca(Path(opts.confdir).expanduser())  # before mitmproxy would make an RSA one
     master = _lean_master(opts, vcr)
     if any(key not in opts for key in settings):
         # An option (--set) that belongs to one of mitmproxy's other addons: load them all.
@@ -64,7 +66,7 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         # asyncio would print each cancellation as a traceback.
         loop.set_exception_handler(_quiet_cancellations)
     # The addon has listed them at shutdown; a run that lost recordings must not look green.
-    return 1 if vcr.recorder.failures else 0
+    return 1 if vcr.recorder.failures or vcr.failed_to_start else 0
 
 
 def _quiet_cancellations(loop, context) -> None:

@@ -4,41 +4,48 @@ Installed with the package (entry point `vcr_proxy`; `-p no:vcr_proxy` turns it 
 only on tests marked `@pytest.mark.vcr_proxy` (or `@pytest.mark.vcr_proxy("suite/name")` for a
 shared cassette; `pytestmark` works), or on every test with `--vcr-all`.
 
-When it starts the proxy: in `pytest_configure`, before collection, when any `--vcr-*` option
-is given or the ini option `vcr_proxy = true` is set, so clients built at import time go through
-it; otherwise at the end of collection, if a collected test is marked (clients built at import
-time then do not use the proxy). The proxy variables (HTTPS_PROXY, NO_PROXY, a CA bundle) are
-exported when the proxy process is launched; a request made before it listens is refused, never
-sent to the network.
+When it starts the proxy: before anything it covers is imported, so that clients built at
+import time (`CLIENT = OpenAI()` at module level) go through it. That is in `pytest_configure`
+when any `--vcr-*` option is given or the ini option `vcr_proxy = true` is set; otherwise just
+before the first test module or conftest.py whose source mentions `vcr_proxy` is imported; at
+the latest at the end of collection, if a collected test is marked. The proxy variables
+(HTTPS_PROXY, NO_PROXY, a CA bundle) are exported when the proxy process is launched; a request
+made before it listens is refused, never sent to the network.
 
 The proxy's own default mode is passthrough: between marked tests, and in unmarked tests,
-traffic goes where it would go without the plugin. A marked test selects its cassette and mode
-through the control endpoint, on one kept-alive connection, one round trip per test: the
-selection of the next marked test carries the report of the one before.
+traffic goes where it would go without the plugin. A marked test's cassette is selected before
+its setup and kept until its teardown has run, so fixtures' requests belong to their test. The
+plugin steers the proxy through its control calls on a private Unix socket (one JSON line each
+way, no HTTP exchange through mitmproxy). Per test: after its teardown, the selection of the
+next marked test, whose answer closes this one (teardown misses, interactions never requested);
+and when the test's call ends, a report (a miss or an unsaved interaction fails the test). In
+replay mode that report is asked for only if the proxy told of a miss: it writes an event line
+on the socket before it answers the client, so one round trip per test is the rule.
 """
 
 from __future__ import annotations
 
-import http.client
+import ast
 import json
 import os
 import re
+import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
-from .control import CONTROL_HOST
 from .devshell import ca_bundle, default_confdir, ensure_ca
 
 MODES = ("once", "replay", "record", "new-episodes", "passthrough")
 MARKER = "vcr_proxy"
-CONTROL_HEADERS = {"X-Vcr-Control": "1", "Content-Type": "application/json",
-                   "Host": CONTROL_HOST}
 OPTIONS = ("vcr_mode", "vcr_dir", "vcr_upstream", "vcr_confdir", "vcr_set", "vcr_all",
            "vcr_strict", "vcr_http_proxy", "vcr_fault")
 
@@ -95,6 +102,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@lru_cache(maxsize=None)
+def mentions_marker(path: str) -> bool:
+    """Whether the Python source at `path` uses the marker, as `mark.vcr_proxy` or the string
+    "vcr_proxy" (read before pytest imports it; text that only quotes it does not count)."""
+    try:
+        with open(path, "rb") as source:
+            data = source.read()
+    except OSError:
+        return False
+    if MARKER.encode() not in data:
+        return False
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return True  # pytest reports the file; starting a proxy costs nothing worse
+    return any((isinstance(node, ast.Attribute) and node.attr == MARKER)
+               or (isinstance(node, ast.Constant) and node.value == MARKER)
+               for node in ast.walk(tree))
+
+
 def cassette_name(node) -> str:
     """`<module>/<test>`: the test file's name without `.py`, and the test's name (a class's
     tests as `Class.test`), as pytest-recording names them."""
@@ -125,10 +152,13 @@ class VcrState:
         self.worker = getattr(config, "workerinput", {}).get("workerid", "main")
         self.process: subprocess.Popen | None = None
         self.ready = False
-        self.connection: http.client.HTTPConnection | None = None
+        self.channel: socket.socket | None = None  # the control socket, kept open
+        self.received = bytearray()  # what it sent that is not a whole line yet
+        self.events: list[str] = []  # what the proxy told since the selection ("miss")
+        self.selected_mode: str | None = None
+        self.private: Path | None = None  # the folder (mode 0700) holding the control socket
         self.saved_environment: dict[str, str | None] = {}
         self.selected: str | None = None  # nodeid whose cassette is selected
-        self.reports: dict[str, dict] = {}  # nodeid -> the control endpoint's report
 
     # -- the proxy process --
 
@@ -137,10 +167,13 @@ class VcrState:
         if self.process is not None:
             return
         self.port = _free_port()
+        self.private = Path(tempfile.mkdtemp(prefix="vcr-proxy-"))
+        self.socket_path = str(self.private / "control")
         option = self.config.getoption
         command = [sys.executable, "-m", "proxy_addon.cli", "start", "--port", str(self.port),
                    "--dir", str(self.folder), "--mode", "passthrough",
                    "--confdir", str(self.confdir),
+                   "--set", f"vcr_control_socket={self.socket_path}",
                    # A log line per replayed request is noise here (misses are still logged).
                    "--set", "vcr_log_replays=false"]
         if option("vcr_upstream"):
@@ -177,6 +210,7 @@ class VcrState:
         return folder / f"proxy-{self.worker}.log"  # rewritten each session
 
     def wait(self) -> None:
+        """Until the proxy answers on its control socket (it listens for clients by then)."""
         if self.ready:
             return
         self.launch()
@@ -186,40 +220,86 @@ class VcrState:
                 raise pytest.UsageError(f"vcr-proxy did not start; see {self.log_path}:\n"
                                         + self.log_path.read_text(errors="replace")[-2000:])
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                self._connect()
                 self.ready = True
                 return
             except OSError:
-                time.sleep(0.02)
+                time.sleep(0.01)
         raise pytest.UsageError(f"vcr-proxy did not start within 30 s; see {self.log_path}")
 
+    def _connect(self) -> None:
+        channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            channel.settimeout(60)
+            channel.connect(self.socket_path)
+        except OSError:
+            channel.close()
+            raise
+        self.channel, self.received = channel, bytearray()
+
+    def _disconnect(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def _line(self, wait: bool) -> bytes | None:
+        """The proxy's next line; None when `wait` is false and no whole line has arrived."""
+        while (end := self.received.find(b"\n")) < 0:
+            if not wait and not select.select([self.channel], [], [], 0)[0]:
+                return None
+            chunk = self.channel.recv(65536)
+            if not chunk:
+                raise ConnectionError("the proxy closed its control socket")
+            self.received += chunk
+        line = bytes(self.received[:end])
+        del self.received[:end + 1]
+        return line
+
+    def _take(self, line: bytes) -> dict | None:
+        """An answer, or None for an event line (kept in self.events)."""
+        message = json.loads(line)
+        if "event" in message:
+            self.events.append(message["event"])
+            return None
+        return message
+
     def control(self, path: str, payload: dict | None = None) -> dict:
-        """One request to the control endpoint, on the kept-alive connection."""
+        """One control call (control.py) on the kept-open socket; its answer."""
         self.wait()
-        body = json.dumps(payload or {}).encode()
-        for attempt in (0, 1):
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                self.connection.request("POST", f"http://{CONTROL_HOST}{path}", body,
-                                        CONTROL_HEADERS)
-                response = self.connection.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                self.connection.close()
-                self.connection = None
-                if attempt:
-                    raise
-                continue
-            if response.status != 200:
-                raise RuntimeError(f"vcr-proxy control {path}: {response.status} "
-                                   f"{data.decode('utf-8', 'replace')}")
-            return json.loads(data)
-        raise AssertionError("unreachable")
+        request = json.dumps({"method": "POST", "path": path, "body": payload or {}}).encode() + b"\n"
+        try:
+            if self.channel is None:
+                self._connect()
+            self.channel.sendall(request)
+            while (answer := self._take(self._line(wait=True))) is None:
+                pass
+        except OSError:
+            self._disconnect()
+            raise
+        if answer["status"] != 200:
+            raise RuntimeError(f"vcr-proxy control {path}: {answer['status']} {answer['body']}")
+        return answer["body"]
+
+    def select(self, item) -> dict:
+        """Select `item`'s cassette; the answer (with the report of the selection before)."""
+        payload = self.selection(item)
+        self.selected = None
+        answer = self.control("/cassette", payload)
+        self.selected, self.selected_mode = item.nodeid, payload["mode"]
+        self.events.clear()  # told before this answer: they belong to the selection before
+        return answer
+
+    def told_of_trouble(self) -> bool:
+        """Whether the proxy has told of a miss since the selection, without asking it."""
+        try:
+            while (line := self._line(wait=False)) is not None:
+                self._take(line)
+        except OSError:
+            return True  # then ask: the answer says what went wrong
+        return bool(self.events)
 
     def stop(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
+        self._disconnect()
         for name, value in self.saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -233,6 +313,8 @@ class VcrState:
                 self.process.kill()
         if self.process is not None:
             self.log.close()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
 
     # -- tests --
 
@@ -254,6 +336,19 @@ class VcrState:
         item.stash[SHARED] = name is not None
         return payload
 
+    def pytest_plugin_registered(self, plugin, manager) -> None:
+        # A conftest.py that names the marker (say, adding it from a hook): the proxy is up
+        # before the test modules it covers are imported.
+        path = getattr(plugin, "__file__", None)
+        if (self.process is None and isinstance(path, str) and path.endswith("conftest.py")
+                and mentions_marker(path)):
+            self.launch()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makemodule(self, module_path, parent) -> None:
+        if self.process is None and mentions_marker(str(module_path)):
+            self.launch()  # before the module is imported, and its clients built
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items) -> None:
         if any(self.applies(item) for item in items):
@@ -265,49 +360,51 @@ class VcrState:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item) -> None:
-        if not self.applies(item):
-            return
-        if self.selected != item.nodeid:
-            answer = self.control("/cassette", self.selection(item))
-            self._keep_previous(answer)
-            self.selected = item.nodeid
-
-    def _keep_previous(self, answer: dict) -> None:
-        if "previous" in answer and self.selected is not None:
-            self.reports[self.selected] = answer["previous"]
-
-    def finish(self, item) -> dict:
-        """The test is over: select the next marked test's cassette (or eject), in one round
-        trip whose answer is this test's report."""
-        nextitem = item.stash.get(NEXT, None)
-        if nextitem is not None and self.applies(nextitem):
-            answer = self.control("/cassette", self.selection(nextitem))
-            report = answer.get("previous", {})
-            self.selected = nextitem.nodeid
-        else:
-            report = self.control("/eject")
-            self.selected = None
-        return report
+        if self.applies(item) and self.selected != item.nodeid:
+            self.select(item)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
-        if call.when != "call" or not self.applies(item) or self.selected != item.nodeid:
+        if call.when == "setup" or self.selected != item.nodeid:
             return
+        if (call.when == "call" and self.selected_mode == "replay"
+                and "vcr_cassette" not in item.fixturenames and not self.told_of_trouble()):
+            return  # no miss told, and replay saves nothing: no round trip needed
         report = outcome.get_result()
         try:
-            data = self.finish(item)
+            data = self.control("/report") if call.when == "call" else self.finish(item)
         except Exception as error:  # the proxy died: say so on this test
+            self.selected = None
             report.outcome = "failed"
             report.longrepr = f"vcr-proxy: the control endpoint did not answer: {error!r}"
             return
-        item.stash[REPORT] = data
-        self._judge(item, report, data)
+        if call.when == "call":
+            item.stash[REPORT] = data
+            self._judge(item, report, data, judged=None)
+        else:
+            self._judge(item, report, data, judged=item.stash.get(REPORT, None))
 
-    def _judge(self, item, report, data: dict) -> None:
+    def finish(self, item) -> dict:
+        """The test and its teardown are over: select the next marked test's cassette (or
+        eject), in one round trip whose answer is this test's final report."""
+        nextitem = item.stash.get(NEXT, None)
+        if nextitem is not None and self.applies(nextitem):
+            return self.select(nextitem).get("previous", {})
+        self.selected = None
+        return self.control("/eject")
+
+    def _judge(self, item, report, data: dict, judged: dict | None) -> None:
+        """Fail `report` for the misses and unsaved interactions in `data` that the report
+        `judged` (the call's, when this is the teardown's) did not hold yet; at teardown, warn
+        of (or, strict, fail for) interactions never requested."""
         misses = data.get("miss_messages") or data.get("misses") or []
         failed = data.get("failed", [])
-        unused = [] if item.stash.get(SHARED, False) else data.get("unused", [])
+        if judged is not None:
+            misses = misses[len(judged.get("miss_messages") or judged.get("misses") or []):]
+            failed = failed[len(judged.get("failed", [])):]
+        final = report.when == "teardown"
+        unused = [] if not final or item.stash.get(SHARED, False) else data.get("unused", [])
         lines = []
         for message in misses:
             lines.append(f"miss: {message}")
@@ -325,12 +422,17 @@ class VcrState:
         if not lines:
             return
         text = "\n".join(lines)
-        report.sections.append(("vcr-proxy", text))
+        report.sections.append(("vcr-proxy" + (" (teardown)" if final else ""), text))
         if misses or failed or (unused and self.strict):
             if report.outcome == "passed":
+                counts = [f"{len(misses)} miss(es)" if misses else "",
+                          f"{len(failed)} interaction(s) not saved" if failed else "",
+                          f"{len(unused)} interaction(s) never requested"
+                          if unused and self.strict else ""]
+                when = " during teardown" if final and (misses or failed) else ""
                 report.outcome = "failed"
-                report.longrepr = (f"vcr-proxy: {len(misses)} miss(es), {len(failed)} "
-                                   f"unsaved, {len(unused)} unused in {cassette}\n{text}")
+                report.longrepr = (f"vcr-proxy: {', '.join(c for c in counts if c)}{when} "
+                                   f"in {cassette}\n{text}")
 
     def pytest_report_header(self, config):
         if self.process is not None:

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy_addon.cassette import load
+
 from .proxy import Proxy
 from .test_record import CHAT, recorded
 from .upstream import Upstream, make_certificate
@@ -63,3 +75,92 @@ def test_control_requests_need_the_header_and_refuse_preflights_and_bad_bodies(t
             assert tunnelled.status_code == 200
     finally:
         proxy.stop()
+
+
+def _call(channel, replies, line: bytes) -> dict:
+    channel.sendall(line + b"\n")
+    return json.loads(replies.readline())
+
+
+def test_the_control_socket_answers_the_same_calls_as_json_lines(tmp_path):
+    """What the pytest plugin uses: the control calls on a Unix socket only its owner can
+    open, one JSON line each way, through mitmdump -s and vcr-proxy start alike."""
+    cert, key = make_certificate(tmp_path)
+    upstream = Upstream(cert, key).start()
+    for launcher in (False, True):
+        folder = tmp_path / ("launcher" if launcher else "mitmdump")
+        private = Path(tempfile.mkdtemp(prefix="vcr-test-"))
+        path = private / "control"
+        proxy = Proxy(folder, upstream_ca=cert, launcher=launcher, vcr_upstream=upstream.url,
+                      vcr_mode="passthrough", vcr_control_socket=str(path)).start()
+        try:
+            _wait_for(path)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            with socket.socket(socket.AF_UNIX) as channel, channel.makefile("rb") as replies:
+                channel.settimeout(30)
+                channel.connect(str(path))
+                call = lambda line: _call(channel, replies, line)  # noqa: E731
+                selected = call(b'{"method": "POST", "path": "/cassette", "body": {"name": "s/t", "mode": "once"}}')
+                assert selected["status"] == 200 and selected["body"]["cassette"] == "s/t"
+                with proxy.client() as client:
+                    assert client.post(CHAT, json={"model": "m"}).status_code == 200
+                    report = call(b'{"method": "POST", "path": "/report"}')["body"]
+                    assert report["recorded"] == [0] and report["cassette"] == "s/t"
+                    # /report leaves the selection as it was; the next selection closes it.
+                    assert client.post(CHAT, json={"model": "n"}).status_code == 200
+                    answer = call(b'{"method": "POST", "path": "/cassette", "body": {"name": "s/u"}}')
+                    assert answer["body"]["previous"]["recorded"] == [0, 1]
+                    assert call(b'{"method": "POST", "path": "/eject"}')["body"]["cassette"] == "s/u"
+                for line in (b"{not json", b"[]", b'{"method": 5, "path": "/eject"}',
+                             b'{"path": "/eject"}', b'{"method": "POST", "path": "/cassette", "body": {"name": "../x"}}',
+                             b'{"method": "POST", "path": "/cassette", "body": {"name": "x", "mode": "bogus"}}',
+                             b"[" * 100_000):
+                    answer = call(line)
+                    assert answer["status"] == 400, line[:60]
+                    assert "\n" not in answer["body"]["error"]["message"]
+                assert call(b'{"method": "GET", "path": "/nothing"}')["status"] == 404
+                assert call(b'{"method": "GET", "path": "/status"}')["body"]["mode"] == "passthrough"
+                # A line over the limit (1 MiB) ends the connection; the proxy carries on.
+                try:
+                    channel.sendall(b"x" * (2 << 20) + b"\n")
+                    assert replies.readline() == b""
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # closed while the line was still being sent
+            with socket.socket(socket.AF_UNIX) as again:
+                again.connect(str(path))
+                again.sendall(b'{"method": "GET", "path": "/status"}\n')
+                assert b'"status": 200' in again.recv(65536)
+        finally:
+            proxy.stop()
+        assert not path.exists()  # removed at shutdown
+        assert len(load(folder / "cassettes" / "s" / "t.yaml").interactions) == 2
+        shutil.rmtree(private)
+    upstream.stop()
+
+
+def test_a_control_socket_path_that_is_taken_is_one_clear_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("someone else's file")
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="passthrough", vcr_control_socket=str(taken))
+    with pytest.raises(RuntimeError):
+        proxy.start()
+    assert proxy.process.wait(10) != 0
+    proxy.stop()
+    assert f"vcr_control_socket: {taken} exists; give a path where no file is" in proxy.output()
+    assert "Traceback" not in proxy.output()
+    assert taken.read_text() == "someone else's file"
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="passthrough",
+                  vcr_control_socket=str(tmp_path / "no-such-folder" / "control"))
+    with pytest.raises(RuntimeError):
+        proxy.start()
+    assert proxy.process.wait(10) == 1
+    proxy.stop()
+    assert "vcr_control_socket: cannot listen on" in proxy.output()
+    assert "Traceback" not in proxy.output()
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from proxy_addon.cassette import load
+# Imported now, not at the first load() inside a pytester test: pytester drops the modules a
+# test imported, and PyYAML's C extension cannot be imported twice into one process.
+from proxy_addon.serializers import loader  # noqa: F401
 
 from .upstream import Upstream, make_certificate
 
@@ -154,7 +157,9 @@ def test_calls():
     warned.assert_outcomes(passed=1, warnings=1)
     assert "interaction(s) #1 never requested" in warned.stdout.str()
     strict = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay", "--vcr-strict")
-    strict.assert_outcomes(failed=1)
+    # Judged once the test's fixtures are torn down too (a teardown may use the interaction).
+    strict.assert_outcomes(passed=1, errors=1)
+    assert "ERROR at teardown of test_calls" in strict.stdout.str()
     assert "holds interaction(s) #1 that this test never requested" in strict.stdout.str()
 
 
@@ -214,3 +219,87 @@ def test_with_vcr_proxy():
     alone = pytester.runpytest_subprocess("-p", "no:vcr_proxy", "--record-mode=none",
                                           "-k", "pytest_recording", "-p", "no:cacheprovider")
     alone.assert_outcomes(passed=1)
+
+
+MODULE_CLIENT_TEST = '''
+import openai
+import pytest
+
+{marking}
+
+CLIENT = openai.OpenAI(api_key="sk-test-not-on-disk", max_retries=0)  # built at import time
+
+
+def test_module_client():
+    completion = CLIENT.chat.completions.create(model="m", messages=[{{"role": "user", "content": "hi"}}])
+    assert completion.id == "gen-test-2"
+'''
+
+
+@pytest.mark.parametrize("marking", ["module", "conftest"])
+def test_a_module_level_client_is_served_with_no_option_given(pytester: pytest.Pytester, tmp_path,
+                                                               upstream, monkeypatch, marking):
+    """No --vcr-* option, no `vcr_proxy = true`: the plugin sees the marker in the module (or in
+    a conftest.py that adds it) before the module is imported, so its client is built with the
+    proxy's variables."""
+    monkeypatch.setenv("VCR_PROXY_CONFDIR", str(tmp_path / "conf"))
+    if marking == "module":
+        pytester.makepyfile(test_mod=MODULE_CLIENT_TEST.format(marking="pytestmark = pytest.mark.vcr_proxy"))
+    else:
+        pytester.makepyfile(test_mod=MODULE_CLIENT_TEST.format(marking=""))
+        pytester.makeconftest('''
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker("vcr_proxy")
+''')
+    recorded = pytester.runpytest_subprocess("-p", "no:cacheprovider", *recording_args(upstream))
+    recorded.assert_outcomes(passed=1)
+    upstream.stop()
+    pytester.makeini("[pytest]\nvcr_proxy_mode = replay\n")
+    replayed = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    replayed.assert_outcomes(passed=1)  # offline: only the proxy can have answered
+
+
+def test_requests_made_in_fixture_teardown_belong_to_their_test(pytester: pytest.Pytester, tmp_path,
+                                                                upstream, monkeypatch):
+    pytester.makepyfile(test_fixtures='''
+import os
+
+import httpx
+import pytest
+
+URL = "https://openrouter.ai/api/v1/chat/completions"
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.fixture
+def resource():
+    httpx.post(URL, json={"step": "create"})
+    yield
+    httpx.post(URL, json={"step": os.environ.get("TEARDOWN_STEP", "delete")})
+
+
+def test_first(resource):
+    httpx.post(URL, json={"step": "use"})
+
+
+def test_second():
+    httpx.post(URL, json={"step": "second"})
+''')
+    first = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream))
+    first.assert_outcomes(passed=2)
+    upstream.stop()
+    cassettes = pytester.path / "tests" / "cassettes" / "test_fixtures"
+    steps = [i.request.body for i in load(cassettes / "test_first.yaml").interactions]
+    assert steps == ['{"step":"create"}', '{"step":"use"}', '{"step":"delete"}']
+    assert [i.request.body for i in load(cassettes / "test_second.yaml").interactions] == [
+        '{"step":"second"}']
+    replayed = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay", "--vcr-strict")
+    replayed.assert_outcomes(passed=2)
+    # A teardown whose request was never recorded: its test errors at teardown, naming it.
+    monkeypatch.setenv("TEARDOWN_STEP", "archive")
+    missed = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay")
+    missed.assert_outcomes(passed=2, errors=1)
+    output = missed.stdout.str()
+    assert "ERROR at teardown of test_first" in output
+    assert "1 miss(es) during teardown in test_fixtures/test_first" in output

@@ -19,13 +19,15 @@ from ..serializers.emitter import Layout
 from ..timing import Timing, sidecar_path
 
 
-def write_atomic(path: Path, data: bytes | Callable[[Callable[[bytes], object]], None]) -> None:
+def write_atomic(path: Path, data: bytes | Callable[[Callable[[bytes], object]], None],
+                 mode: int | None = None) -> None:
     """Replace `path` with `data` so that a crash leaves either the old file or the new one.
 
     `data` is the bytes, or a function that writes them piece by piece to the `write` it is
     given (so a large cassette need not be held in memory as one string).
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
     renamed over the old one; the folder is synced so the rename itself survives a power cut.
+    The new file keeps the old one's permissions, or gets `mode` (default 0o644).
     """
     path = Path(path)
     folder = path.parent
@@ -39,10 +41,13 @@ def write_atomic(path: Path, data: bytes | Callable[[Callable[[bytes], object]],
                 stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        try:
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(temporary, 0o644)
+        if mode is not None:
+            os.chmod(temporary, mode)
+        else:
+            try:
+                os.chmod(temporary, path.stat().st_mode & 0o7777)
+            except FileNotFoundError:
+                os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         try:
