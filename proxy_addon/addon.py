@@ -371,7 +371,7 @@ class VcrProxy:
             writer = self.recorder.writers.get(path)
             if writer is None:
                 return self._record(flow, path, fresh=True)
-            self.recorder.begin(flow, writer, ctx.options.vcr_upstream, ctx.options.vcr_max_body)
+            self._begin_recording(flow, writer)
             return None
         replay = self.replays.get(path)
         if replay is None or replay.needs_refresh():
@@ -437,6 +437,12 @@ class VcrProxy:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
             return
+        self._begin_recording(flow, writer)
+
+    def _begin_recording(self, flow: http.HTTPFlow, writer) -> None:
+        # A test runner that heard of no recording (and no miss) knows, without asking, that
+        # no save can fail for its test.
+        self.control.notify("record")
         self.recorder.begin(flow, writer, ctx.options.vcr_upstream, ctx.options.vcr_max_body)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

@@ -143,8 +143,9 @@ class ControlEndpoint:
         self.listeners: set[asyncio.StreamWriter] = set()  # the control socket's clients
 
     def notify(self, event: str) -> None:
-        """Tell the control socket's clients that `event` happened, ahead of any answer the
-        proxy gives a client about it: a test runner learns of a miss without asking."""
+        """Tell the control socket's clients that `event` ("miss", "record") happened, ahead
+        of any answer the proxy gives a client about it: a test runner that heard of neither
+        knows, without asking, that its test has nothing to report."""
         line = json.dumps({"event": event}).encode() + b"\n"
         for writer in self.listeners:
             if not writer.is_closing():
@@ -214,7 +215,7 @@ class ControlEndpoint:
     async def _socket_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Each line is a JSON call `{"method": "POST", "path": "/cassette", "body": {...}}`;
         each answer a line `{"status": 200, "body": {...}}`. Between answers come event lines,
-        `{"event": "miss"}` (notify)."""
+        `{"event": "miss"}` or `{"event": "record"}` (notify)."""
         self.listeners.add(writer)
         try:
             while line := await reader.readline():

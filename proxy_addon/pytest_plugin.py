@@ -18,9 +18,9 @@ its setup and kept until its teardown has run, so fixtures' requests belong to t
 plugin steers the proxy through its control calls on a private Unix socket (one JSON line each
 way, no HTTP exchange through mitmproxy). Per test: after its teardown, the selection of the
 next marked test, whose answer closes this one (teardown misses, interactions never requested);
-and when the test's call ends, a report (a miss or an unsaved interaction fails the test). In
-replay mode that report is asked for only if the proxy told of a miss: it writes an event line
-on the socket before it answers the client, so one round trip per test is the rule.
+and when the test's call ends, a report (a miss or an unsaved interaction fails the test), asked
+for only if the proxy told of a miss or a recording since the selection: it writes an event line
+on the socket before the client has its answer. A replayed test costs one round trip.
 """
 
 from __future__ import annotations
@@ -154,8 +154,7 @@ class VcrState:
         self.ready = False
         self.channel: socket.socket | None = None  # the control socket, kept open
         self.received = bytearray()  # what it sent that is not a whole line yet
-        self.events: list[str] = []  # what the proxy told since the selection ("miss")
-        self.selected_mode: str | None = None
+        self.events: list[str] = []  # what the proxy told since the selection
         self.private: Path | None = None  # the folder (mode 0700) holding the control socket
         self.saved_environment: dict[str, str | None] = {}
         self.selected: str | None = None  # nodeid whose cassette is selected
@@ -285,12 +284,12 @@ class VcrState:
         payload = self.selection(item)
         self.selected = None
         answer = self.control("/cassette", payload)
-        self.selected, self.selected_mode = item.nodeid, payload["mode"]
+        self.selected = item.nodeid
         self.events.clear()  # told before this answer: they belong to the selection before
         return answer
 
-    def told_of_trouble(self) -> bool:
-        """Whether the proxy has told of a miss since the selection, without asking it."""
+    def told_of_events(self) -> bool:
+        """Whether the proxy has told of a miss or a recording since the selection."""
         try:
             while (line := self._line(wait=False)) is not None:
                 self._take(line)
@@ -368,9 +367,9 @@ class VcrState:
         outcome = yield
         if call.when == "setup" or self.selected != item.nodeid:
             return
-        if (call.when == "call" and self.selected_mode == "replay"
-                and "vcr_cassette" not in item.fixturenames and not self.told_of_trouble()):
-            return  # no miss told, and replay saves nothing: no round trip needed
+        if (call.when == "call" and "vcr_cassette" not in item.fixturenames
+                and not self.told_of_events()):
+            return  # no miss and no recording told: nothing to report, no round trip
         report = outcome.get_result()
         try:
             data = self.control("/report") if call.when == "call" else self.finish(item)

@@ -77,9 +77,14 @@ def test_control_requests_need_the_header_and_refuse_preflights_and_bad_bodies(t
         proxy.stop()
 
 
-def _call(channel, replies, line: bytes) -> dict:
+def _call(channel, replies, line: bytes, events: list | None = None) -> dict:
+    """Send one line, return the answer; event lines before it go to `events`."""
     channel.sendall(line + b"\n")
-    return json.loads(replies.readline())
+    while "event" in (message := json.loads(replies.readline())):
+        if events is None:
+            raise AssertionError(f"unexpected event {message}")
+        events.append(message["event"])
+    return message
 
 
 def test_the_control_socket_answers_the_same_calls_as_json_lines(tmp_path):
@@ -99,7 +104,8 @@ def test_the_control_socket_answers_the_same_calls_as_json_lines(tmp_path):
             with socket.socket(socket.AF_UNIX) as channel, channel.makefile("rb") as replies:
                 channel.settimeout(30)
                 channel.connect(str(path))
-                call = lambda line: _call(channel, replies, line)  # noqa: E731
+                events: list[str] = []
+                call = lambda line: _call(channel, replies, line, events)  # noqa: E731
                 selected = call(b'{"method": "POST", "path": "/cassette", "body": {"name": "s/t", "mode": "once"}}')
                 assert selected["status"] == 200 and selected["body"]["cassette"] == "s/t"
                 with proxy.client() as client:
@@ -108,9 +114,19 @@ def test_the_control_socket_answers_the_same_calls_as_json_lines(tmp_path):
                     assert report["recorded"] == [0] and report["cassette"] == "s/t"
                     # /report leaves the selection as it was; the next selection closes it.
                     assert client.post(CHAT, json={"model": "n"}).status_code == 200
-                    answer = call(b'{"method": "POST", "path": "/cassette", "body": {"name": "s/u"}}')
+                    answer = call(b'{"method": "POST", "path": "/cassette", "body": {"name": "s/t", "mode": "replay"}}')
                     assert answer["body"]["previous"]["recorded"] == [0, 1]
-                    assert call(b'{"method": "POST", "path": "/eject"}')["body"]["cassette"] == "s/u"
+                    assert events == ["record", "record"]
+                    # A miss is told on the socket before the client has its answer.
+                    assert client.post(CHAT, json={"model": "m"}).status_code == 200
+                    assert client.post(CHAT, json={"model": "unrecorded"}).status_code == 404
+                    channel.setblocking(False)
+                    assert json.loads(replies.readline()) == {"event": "miss"}
+                    channel.setblocking(True)
+                    channel.settimeout(30)
+                    events.clear()
+                    assert call(b'{"method": "POST", "path": "/eject"}')["body"]["misses"]
+                    assert events == []
                 for line in (b"{not json", b"[]", b'{"method": 5, "path": "/eject"}',
                              b'{"path": "/eject"}', b'{"method": "POST", "path": "/cassette", "body": {"name": "../x"}}',
                              b'{"method": "POST", "path": "/cassette", "body": {"name": "x", "mode": "bogus"}}',

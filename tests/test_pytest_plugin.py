@@ -303,3 +303,30 @@ def test_second():
     output = missed.stdout.str()
     assert "ERROR at teardown of test_first" in output
     assert "1 miss(es) during teardown in test_fixtures/test_first" in output
+
+
+def test_an_interaction_that_could_not_be_saved_fails_its_test(pytester: pytest.Pytester, tmp_path,
+                                                               upstream):
+    """The save happens after the client has its answer; the plugin, told that a recording
+    began, asks for the test's report, which waits for the save."""
+    pytester.makepyfile(test_save='''
+import httpx
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_records():
+    assert httpx.post("https://openrouter.ai/api/v1/chat/completions", json={}).status_code == 200
+
+
+@pytest.mark.vcr_proxy
+def test_records_nothing():
+    pass
+''')
+    # A response body over vcr_max_body reaches the client whole and is not recorded.
+    result = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream),
+                                           "--vcr-mode=record", "--vcr-set=vcr_max_body=100")
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    assert "FAILED test_save.py::test_records - vcr-proxy: 1 interaction(s) not saved" in output
+    assert "not saved: POST https://openrouter.ai/api/v1/chat/completions" in output
