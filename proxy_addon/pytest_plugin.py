@@ -175,7 +175,9 @@ class VcrState:
                    "--confdir", str(self.confdir),
                    "--set", f"vcr_control_socket={self.socket_path}",
                    # A log line per replayed request is noise here (misses are still logged).
-                   "--set", "vcr_log_replays=false"]
+                   "--set", "vcr_log_replays=false",
+                   # pytest killed (SIGTERM, SIGKILL) runs no unconfigure: the proxy stops itself.
+                   "--set", f"vcr_parent_pid={os.getpid()}"]
         if option("vcr_upstream"):
             command += ["--upstream", option("vcr_upstream")]
         for item in option("vcr_set") or ():

@@ -303,3 +303,51 @@ def test_second():
     output = missed.stdout.str()
     assert "ERROR at teardown of test_first" in output
     assert "1 miss(es) during teardown in test_fixtures/test_first" in output
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
+def test_the_proxy_does_not_outlive_a_killed_pytest(pytester: pytest.Pytester, tmp_path, signum):
+    """SIGTERM's default action and SIGKILL end pytest without its unconfigure: the proxy
+    notices its parent is gone and stops, instead of holding its port for ever."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port_file = tmp_path / "port"
+    pytester.makepyfile(test_slow=f'''
+import os
+import time
+
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_slow(vcr_proxy_url):
+    with open({str(port_file)!r}, "w") as out:
+        out.write(vcr_proxy_url.rsplit(":", 1)[1])
+    time.sleep(60)
+''')
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly", *common(tmp_path)],
+                               cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # the proxy listens
+        process.send_signal(getattr(signal, signum))
+        process.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break  # stopped
+            assert time.monotonic() < deadline, "the proxy outlived pytest"
+            time.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()
