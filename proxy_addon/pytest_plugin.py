@@ -159,6 +159,7 @@ class VcrState:
         self.private: Path | None = None  # the folder (mode 0700) holding the control socket
         self.saved_environment: dict[str, str | None] = {}
         self.selected: str | None = None  # nodeid whose cassette is selected
+        self.session = None
 
     # -- the proxy process --
 
@@ -219,15 +220,26 @@ class VcrState:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise pytest.UsageError(f"vcr-proxy did not start; see {self.log_path}:\n"
-                                        + self.log_path.read_text(errors="replace")[-2000:])
+                self._not_started(f"vcr-proxy did not start; see {self.log_path}:\n"
+                                  + self.log_path.read_text(errors="replace")[-2000:].rstrip())
             try:
                 self._connect()
                 self.ready = True
                 return
             except OSError:
                 time.sleep(0.01)
-        raise pytest.UsageError(f"vcr-proxy did not start within 30 s; see {self.log_path}")
+        self._not_started(f"vcr-proxy did not start within 30 s; see {self.log_path}")
+
+    def _not_started(self, message: str) -> None:
+        # One clear error, no traceback, and the session stops after this test: raised as any
+        # other exception it was an error with a traceback for every marked test. (pytest.exit
+        # would be an INTERNALERROR in an xdist worker.)
+        if self.session is not None:
+            self.session.shouldstop = "vcr-proxy did not start"
+        pytest.fail(message, pytrace=False)
+
+    def pytest_sessionstart(self, session) -> None:
+        self.session = session
 
     def _connect(self) -> None:
         channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -351,3 +351,22 @@ def test_slow(vcr_proxy_url):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_proxy_that_cannot_start_is_one_error_without_a_traceback(pytester: pytest.Pytester, tmp_path):
+    pytester.makepyfile(test_three='''
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_n(n):
+    pass
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-set=vcr_timing=bogus")
+    result.assert_outcomes(errors=1)  # and the session stops there
+    output = result.stdout.str()
+    assert "vcr-proxy: vcr_timing: 'bogus' is not one of" in output
+    assert "Interrupted: vcr-proxy did not start" in output
+    assert "pytest_plugin.py" not in output  # no traceback into the plugin
