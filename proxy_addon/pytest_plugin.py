@@ -160,6 +160,7 @@ class VcrState:
         self.saved_environment: dict[str, str | None] = {}
         self.selected: str | None = None  # nodeid whose cassette is selected
         self.session = None
+        self.deselected: list = []
 
     # -- the proxy process --
 
@@ -367,6 +368,31 @@ class VcrState:
     def pytest_collection_modifyitems(self, session, config, items) -> None:
         if any(self.applies(item) for item in items):
             self.launch()
+        self._find_shared_names([*self.deselected, *items])
+
+    def pytest_deselected(self, items) -> None:
+        self.deselected += items  # -k, --lf: their cassettes are still the same files
+
+    def _find_shared_names(self, items) -> None:
+        """Tests whose cassettes would be one file without a name saying so: test_api.py in
+        two folders (the module is its file's stem), or parameters that sanitise alike
+        (`[a b]` and `[a_b]`). Recorded one over the other, they would then miss."""
+        claims: dict[str, list] = {}
+        for item in items:
+            if self.applies(item) and not self._named(item):
+                claims.setdefault(cassette_name(item), []).append(item)
+        for name, claimants in claims.items():
+            if len(claimants) > 1:
+                ids = " and ".join(item.nodeid for item in claimants[:3])
+                for item in claimants:
+                    item.stash[SHARES] = (
+                        f"vcr-proxy: {ids} would share the cassette {name}: rename one (or its "
+                        "parameter's id), or name its cassette in its marker, "
+                        "@pytest.mark.vcr_proxy(\"suite/name\")")
+
+    def _named(self, item) -> bool:
+        marker = self.marker(item)
+        return marker is not None and bool(marker.kwargs.get("name") or marker.args)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -374,6 +400,8 @@ class VcrState:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item) -> None:
+        if self.applies(item) and SHARES in item.stash:
+            pytest.fail(item.stash[SHARES], pytrace=False)
         if self.applies(item) and self.selected != item.nodeid:
             self.select(item)
 
@@ -457,6 +485,7 @@ class VcrState:
 
 NEXT = pytest.StashKey[object]()
 SHARED = pytest.StashKey[bool]()
+SHARES = pytest.StashKey[str]()  # why the test cannot run: its cassette name is another's
 REPORT = pytest.StashKey[dict]()
 
 

@@ -370,3 +370,45 @@ def test_n(n):
     assert "vcr-proxy: vcr_timing: 'bogus' is not one of" in output
     assert "Interrupted: vcr-proxy did not start" in output
     assert "pytest_plugin.py" not in output  # no traceback into the plugin
+
+
+def test_tests_whose_cassettes_would_be_one_file_error_instead(pytester: pytest.Pytester, tmp_path):
+    """The module is its file's stem and parameters are sanitised: two test_api.py in two
+    folders, or ids `a b` and `a_b`, would record over each other and then miss."""
+    same = '''
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_list():
+    pass
+'''
+    for folder in ("a", "b"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / "test_api.py").write_text(same)
+    pytester.makepyfile(test_params='''
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.mark.parametrize("x", ["a b", "a_b", "c"])
+def test_p(x):
+    pass
+
+
+@pytest.mark.vcr_proxy("a/named")
+@pytest.mark.parametrize("x", ["a b", "a_b"])
+def test_named(x):
+    pass
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), "--import-mode=importlib")
+    result.assert_outcomes(passed=3, errors=4)
+    output = result.stdout.str()
+    assert ("a/test_api.py::test_list and b/test_api.py::test_list would share the cassette "
+            "test_api/test_list") in output
+    assert "test_p[a b] and test_params.py::test_p[a_b] would share the cassette test_params/test_p_a_b" in output
+    # Deselected (-k, --deselect, --lf), the other still names the same file.
+    alone = pytester.runpytest_subprocess(*common(tmp_path), "--import-mode=importlib",
+                                          "--deselect", "b/test_api.py::test_list", "a", "b")
+    alone.assert_outcomes(errors=1)
