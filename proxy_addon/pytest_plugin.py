@@ -4,11 +4,13 @@ Installed with the package (entry point `vcr_proxy`; `-p no:vcr_proxy` turns it 
 only on tests marked `@pytest.mark.vcr_proxy` (or `@pytest.mark.vcr_proxy("suite/name")` for a
 shared cassette; `pytestmark` works), or on every test with `--vcr-all`.
 
-When it starts the proxy: before anything it covers is imported, so that clients built at
-import time (`CLIENT = OpenAI()` at module level) go through it. That is in `pytest_configure`
-when any `--vcr-*` option is given or the ini option `vcr_proxy = true` is set; otherwise just
-before the first test module or conftest.py whose source mentions `vcr_proxy` is imported; at
-the latest at the end of collection, if a collected test is marked. The proxy variables
+When it starts the proxy: before the test modules it covers are imported, so that clients
+built at import time (`CLIENT = OpenAI()` at module level) go through it. That is in
+`pytest_configure` when any `--vcr-*` option is given or the ini option `vcr_proxy = true` is
+set; otherwise just before the first test module whose source mentions `vcr_proxy` is imported,
+or just after a conftest.py that does is loaded; at the latest at the end of collection, if a
+collected test is marked. (pytest imports the initial conftest.py files before any plugin's
+pytest_configure: a client one builds at import time misses the proxy.) The proxy variables
 (HTTPS_PROXY, NO_PROXY, a CA bundle) are exported when the proxy process is launched; a request
 made before it listens is refused, never sent to the network.
 
@@ -353,7 +355,7 @@ class VcrState:
 
     def pytest_plugin_registered(self, plugin, manager) -> None:
         # A conftest.py that names the marker (say, adding it from a hook): the proxy is up
-        # before the test modules it covers are imported.
+        # before the test modules it covers are imported (the conftest.py itself is already).
         path = getattr(plugin, "__file__", None)
         if (self.process is None and isinstance(path, str) and path.endswith("conftest.py")
                 and mentions_marker(path)):
