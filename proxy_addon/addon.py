@@ -95,6 +95,7 @@ class VcrProxy:
         self.flows_shown = True
         self.control_server = None
         self.failed_to_start = False
+        self.parent_watch: asyncio.Task | None = None
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -143,6 +144,10 @@ class VcrProxy:
         loader.add_option("vcr_control_socket", str, "",
                           "Also answer the control calls on this Unix socket, one JSON line each "
                           "(for test runners; only the socket's owner can connect).")
+        loader.add_option("vcr_parent_pid", int, 0,
+                          "Stop once this process, the proxy's parent, has ended (the pytest "
+                          "plugin gives its own: a test run killed by SIGTERM or SIGKILL leaves "
+                          "no proxy behind); 0: never.")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -254,6 +259,19 @@ class VcrProxy:
             await self._serve_control_socket(ctx.options.vcr_control_socket)
         if self.loopback_forced:
             await self._rebind_to_loopback()
+        if ctx.options.vcr_parent_pid and self.parent_watch is None:
+            self.parent_watch = asyncio.create_task(self._exit_with_parent(ctx.options.vcr_parent_pid))
+
+    @staticmethod
+    async def _exit_with_parent(parent: int) -> None:
+        # A parent killed without a chance to stop its child (SIGTERM's default action, SIGKILL,
+        # a crash) leaves it reparented: its ppid changes (checked rather than kill(pid, 0),
+        # which a reused pid would fool). Polled, since no signal tells of it portably; stopping
+        # this way saves what is being recorded, as Ctrl-C does.
+        while os.getppid() == parent:
+            await asyncio.sleep(0.25)
+        log.warning("vcr-proxy: the process that started it has ended; stopping")
+        ctx.master.shutdown()
 
     async def _serve_control_socket(self, path: str) -> None:
         try:

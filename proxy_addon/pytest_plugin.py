@@ -4,11 +4,13 @@ Installed with the package (entry point `vcr_proxy`; `-p no:vcr_proxy` turns it 
 only on tests marked `@pytest.mark.vcr_proxy` (or `@pytest.mark.vcr_proxy("suite/name")` for a
 shared cassette; `pytestmark` works), or on every test with `--vcr-all`.
 
-When it starts the proxy: before anything it covers is imported, so that clients built at
-import time (`CLIENT = OpenAI()` at module level) go through it. That is in `pytest_configure`
-when any `--vcr-*` option is given or the ini option `vcr_proxy = true` is set; otherwise just
-before the first test module or conftest.py whose source mentions `vcr_proxy` is imported; at
-the latest at the end of collection, if a collected test is marked. The proxy variables
+When it starts the proxy: before the test modules it covers are imported, so that clients
+built at import time (`CLIENT = OpenAI()` at module level) go through it. That is in
+`pytest_configure` when any `--vcr-*` option is given or the ini option `vcr_proxy = true` is
+set; otherwise just before the first test module whose source mentions `vcr_proxy` is imported,
+or just after a conftest.py that does is loaded; at the latest at the end of collection, if a
+collected test is marked. (pytest imports the initial conftest.py files before any plugin's
+pytest_configure: a client one builds at import time misses the proxy.) The proxy variables
 (HTTPS_PROXY, NO_PROXY, a CA bundle) are exported when the proxy process is launched; a request
 made before it listens is refused, never sent to the network.
 
@@ -158,6 +160,8 @@ class VcrState:
         self.private: Path | None = None  # the folder (mode 0700) holding the control socket
         self.saved_environment: dict[str, str | None] = {}
         self.selected: str | None = None  # nodeid whose cassette is selected
+        self.session = None
+        self.deselected: list = []
 
     # -- the proxy process --
 
@@ -174,7 +178,9 @@ class VcrState:
                    "--confdir", str(self.confdir),
                    "--set", f"vcr_control_socket={self.socket_path}",
                    # A log line per replayed request is noise here (misses are still logged).
-                   "--set", "vcr_log_replays=false"]
+                   "--set", "vcr_log_replays=false",
+                   # pytest killed (SIGTERM, SIGKILL) runs no unconfigure: the proxy stops itself.
+                   "--set", f"vcr_parent_pid={os.getpid()}"]
         if option("vcr_upstream"):
             command += ["--upstream", option("vcr_upstream")]
         for item in option("vcr_set") or ():
@@ -216,15 +222,26 @@ class VcrState:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise pytest.UsageError(f"vcr-proxy did not start; see {self.log_path}:\n"
-                                        + self.log_path.read_text(errors="replace")[-2000:])
+                self._not_started(f"vcr-proxy did not start; see {self.log_path}:\n"
+                                  + self.log_path.read_text(errors="replace")[-2000:].rstrip())
             try:
                 self._connect()
                 self.ready = True
                 return
             except OSError:
                 time.sleep(0.01)
-        raise pytest.UsageError(f"vcr-proxy did not start within 30 s; see {self.log_path}")
+        self._not_started(f"vcr-proxy did not start within 30 s; see {self.log_path}")
+
+    def _not_started(self, message: str) -> None:
+        # One clear error, no traceback, and the session stops after this test: raised as any
+        # other exception it was an error with a traceback for every marked test. (pytest.exit
+        # would be an INTERNALERROR in an xdist worker.)
+        if self.session is not None:
+            self.session.shouldstop = "vcr-proxy did not start"
+        pytest.fail(message, pytrace=False)
+
+    def pytest_sessionstart(self, session) -> None:
+        self.session = session
 
     def _connect(self) -> None:
         channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -337,7 +354,7 @@ class VcrState:
 
     def pytest_plugin_registered(self, plugin, manager) -> None:
         # A conftest.py that names the marker (say, adding it from a hook): the proxy is up
-        # before the test modules it covers are imported.
+        # before the test modules it covers are imported (the conftest.py itself is already).
         path = getattr(plugin, "__file__", None)
         if (self.process is None and isinstance(path, str) and path.endswith("conftest.py")
                 and mentions_marker(path)):
@@ -352,6 +369,31 @@ class VcrState:
     def pytest_collection_modifyitems(self, session, config, items) -> None:
         if any(self.applies(item) for item in items):
             self.launch()
+        self._find_shared_names([*self.deselected, *items])
+
+    def pytest_deselected(self, items) -> None:
+        self.deselected += items  # -k, --lf: their cassettes are still the same files
+
+    def _find_shared_names(self, items) -> None:
+        """Tests whose cassettes would be one file without a name saying so: test_api.py in
+        two folders (the module is its file's stem), or parameters that sanitise alike
+        (`[a b]` and `[a_b]`). Recorded one over the other, they would then miss."""
+        claims: dict[str, list] = {}
+        for item in items:
+            if self.applies(item) and not self._named(item):
+                claims.setdefault(cassette_name(item), []).append(item)
+        for name, claimants in claims.items():
+            if len(claimants) > 1:
+                ids = " and ".join(item.nodeid for item in claimants[:3])
+                for item in claimants:
+                    item.stash[SHARES] = (
+                        f"vcr-proxy: {ids} would share the cassette {name}: rename one (or its "
+                        "parameter's id), or name its cassette in its marker, "
+                        "@pytest.mark.vcr_proxy(\"suite/name\")")
+
+    def _named(self, item) -> bool:
+        marker = self.marker(item)
+        return marker is not None and bool(marker.kwargs.get("name") or marker.args)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -359,6 +401,8 @@ class VcrState:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item) -> None:
+        if self.applies(item) and SHARES in item.stash:
+            pytest.fail(item.stash[SHARES], pytrace=False)
         if self.applies(item) and self.selected != item.nodeid:
             self.select(item)
 
@@ -442,6 +486,7 @@ class VcrState:
 
 NEXT = pytest.StashKey[object]()
 SHARED = pytest.StashKey[bool]()
+SHARES = pytest.StashKey[str]()  # why the test cannot run: its cassette name is another's
 REPORT = pytest.StashKey[dict]()
 
 

@@ -305,6 +305,115 @@ def test_second():
     assert "1 miss(es) during teardown in test_fixtures/test_first" in output
 
 
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
+def test_the_proxy_does_not_outlive_a_killed_pytest(pytester: pytest.Pytester, tmp_path, signum):
+    """SIGTERM's default action and SIGKILL end pytest without its unconfigure: the proxy
+    notices its parent is gone and stops, instead of holding its port for ever."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port_file = tmp_path / "port"
+    pytester.makepyfile(test_slow=f'''
+import os
+import time
+
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_slow(vcr_proxy_url):
+    with open({str(port_file)!r}, "w") as out:
+        out.write(vcr_proxy_url.rsplit(":", 1)[1])
+    time.sleep(60)
+''')
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly", *common(tmp_path)],
+                               cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # the proxy listens
+        process.send_signal(getattr(signal, signum))
+        process.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break  # stopped
+            assert time.monotonic() < deadline, "the proxy outlived pytest"
+            time.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_proxy_that_cannot_start_is_one_error_without_a_traceback(pytester: pytest.Pytester, tmp_path):
+    pytester.makepyfile(test_three='''
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_n(n):
+    pass
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-set=vcr_timing=bogus")
+    result.assert_outcomes(errors=1)  # and the session stops there
+    output = result.stdout.str()
+    assert "vcr-proxy: vcr_timing: 'bogus' is not one of" in output
+    assert "Interrupted: vcr-proxy did not start" in output
+    assert "pytest_plugin.py" not in output  # no traceback into the plugin
+
+
+def test_tests_whose_cassettes_would_be_one_file_error_instead(pytester: pytest.Pytester, tmp_path):
+    """The module is its file's stem and parameters are sanitised: two test_api.py in two
+    folders, or ids `a b` and `a_b`, would record over each other and then miss."""
+    same = '''
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_list():
+    pass
+'''
+    for folder in ("a", "b"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / "test_api.py").write_text(same)
+    pytester.makepyfile(test_params='''
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy
+
+
+@pytest.mark.parametrize("x", ["a b", "a_b", "c"])
+def test_p(x):
+    pass
+
+
+@pytest.mark.vcr_proxy("a/named")
+@pytest.mark.parametrize("x", ["a b", "a_b"])
+def test_named(x):
+    pass
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), "--import-mode=importlib")
+    result.assert_outcomes(passed=3, errors=4)
+    output = result.stdout.str()
+    assert ("a/test_api.py::test_list and b/test_api.py::test_list would share the cassette "
+            "test_api/test_list") in output
+    assert "test_p[a b] and test_params.py::test_p[a_b] would share the cassette test_params/test_p_a_b" in output
+    # Deselected (-k, --deselect, --lf), the other still names the same file.
+    alone = pytester.runpytest_subprocess(*common(tmp_path), "--import-mode=importlib",
+                                          "--deselect", "b/test_api.py::test_list", "a", "b")
+    alone.assert_outcomes(errors=1)
+
+
 def test_an_interaction_that_could_not_be_saved_fails_its_test(pytester: pytest.Pytester, tmp_path,
                                                                upstream):
     """The save happens after the client has its answer; the plugin, told that a recording
