@@ -432,7 +432,11 @@ class VcrState:
         """The test and its teardown are over: select the next marked test's cassette (or
         eject), in one round trip whose answer is this test's final report."""
         nextitem = item.stash.get(NEXT, None)
-        if nextitem is not None and self.applies(nextitem):
+        session = item.session
+        # -x or --maxfail: the session stops after this test, so the next one never runs; what
+        # is torn down at the end (session fixtures) must not go into its cassette.
+        stopping = session.shouldfail or session.shouldstop
+        if nextitem is not None and self.applies(nextitem) and not stopping:
             return self.select(nextitem).get("previous", {})
         self.selected = None
         return self.control("/eject")

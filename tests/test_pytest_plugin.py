@@ -439,3 +439,50 @@ def test_records_nothing():
     output = result.stdout.str()
     assert "FAILED test_save.py::test_records - vcr-proxy: 1 interaction(s) not saved" in output
     assert "not saved: POST https://openrouter.ai/api/v1/chat/completions" in output
+
+
+def test_after_a_failure_under_x_no_cassette_is_left_selected(pytester: pytest.Pytester, tmp_path,
+                                                               upstream):
+    """-x stops the session after a failing test: the next test's cassette must not be
+    selected then, or what runs after the last teardown (a sessionfinish hook, a background
+    thread) would be recorded into the cassette of a test that never ran."""
+    pytester.makeconftest('''
+import httpx
+
+
+def pytest_sessionfinish(session):
+    try:  # no cassette is selected now: the proxy passes it on, to a network that may be absent
+        httpx.post("https://openrouter.ai/api/v1/chat/completions", json={"step": "sessionfinish"})
+    except httpx.HTTPError:
+        pass
+''')
+    pytester.makepyfile(test_stop='''
+import httpx
+import pytest
+
+URL = "https://openrouter.ai/api/v1/chat/completions"
+
+
+@pytest.fixture(scope="session")
+def account():
+    yield
+    httpx.post(URL, json={"step": "close the account"})
+
+
+@pytest.mark.vcr_proxy
+def test_fails(account):
+    httpx.post(URL, json={"step": "fail"})
+    assert False
+
+
+@pytest.mark.vcr_proxy
+def test_never_runs(account):
+    httpx.post(URL, json={"step": "never"})
+''')
+    result = pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream), "-x")
+    result.assert_outcomes(failed=1)
+    cassettes = pytester.path / "tests" / "cassettes" / "test_stop"
+    # pytest tears the session fixture down in the failing test's teardown: it is that test's.
+    assert [i.request.body for i in load(cassettes / "test_fails.yaml").interactions] == [
+        '{"step":"fail"}', '{"step":"close the account"}']
+    assert not (cassettes / "test_never_runs.yaml").exists()
