@@ -31,7 +31,7 @@ from bench.results import report  # noqa: E402
 from tests.upstream import Upstream, make_certificate  # noqa: E402
 
 TESTS = 200
-RUNS = 2
+RUNS = 5
 
 NEW_CLIENT = '''
 import os

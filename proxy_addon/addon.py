@@ -88,6 +88,7 @@ class VcrProxy:
         self.paths: dict[str, Path] = {}
         self.replays: dict[Path, ReplayCassette] = {}
         self.decisions: dict[Path, str] = {}  # once: "replay" or "record", per cassette
+        self.loading: dict[Path, asyncio.Task] = {}  # cassettes read ahead (preload)
         self.matcher = Matcher(MatchRules())
         self.speed = 1.0
         self.session = Session()
@@ -249,6 +250,7 @@ class VcrProxy:
         self.decisions.pop(path, None)
         self.recorder.forget(path)
         self.replays.pop(path, None)
+        self.loading.pop(path, None)  # a read ahead still running fills what was forgotten
 
     async def running(self) -> None:
         # Flows need scrubbing for display only where something shows or saves them (mitmdump's
@@ -396,17 +398,46 @@ class VcrProxy:
             return self._refresh(flow, path, mode)
         return self._replay(flow, replay, mode)
 
+    def preload(self, path: Path) -> None:
+        """Read cassette `path` now, in a thread, for the requests to come: a test runner
+        selects a test's cassette before the test builds its client and connects, time in
+        which the first request would otherwise wait for the file to load."""
+        if self.mode in ("record", "passthrough") or path in self.loading:
+            return
+        task = asyncio.ensure_future(self._read_ahead(path, self.mode))
+        self.loading[path] = task
+        task.add_done_callback(lambda done: self.loading.get(path) is done and self.loading.pop(path))
+
+    async def _read_ahead(self, path: Path, mode: str) -> None:
+        try:
+            if mode == "once" and path not in self.decisions:
+                exists = await asyncio.to_thread(path.exists)
+                self.decisions.setdefault(path, "replay" if exists else "record")
+            if self.decisions.get(path, "replay") == "replay":
+                replay = self.replays.setdefault(path, ReplayCassette(path))
+                await asyncio.to_thread(replay.refresh)
+        except Exception:  # the first request reads it again, and answers what went wrong
+            log.debug(f"vcr-proxy: reading {path} ahead failed", exc_info=True)
+
+    async def _read_ahead_done(self, path: Path) -> None:
+        loading = self.loading.get(path)
+        if loading is not None:
+            await loading
+
     async def _decide(self, flow: http.HTTPFlow, path: Path) -> None:
+        await self._read_ahead_done(path)
         if path not in self.decisions:
             exists = await asyncio.to_thread(path.exists)
             self.decisions[path] = "replay" if exists else "record"
         await self._finish(self._dispatch(flow, path, self.decisions[path]))
 
     async def _refresh(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
+        await self._read_ahead_done(path)
         replay = self.replays.get(path)
         if replay is None:
             replay = self.replays[path] = ReplayCassette(path)
-        await asyncio.to_thread(replay.refresh)
+        if replay.needs_refresh():
+            await asyncio.to_thread(replay.refresh)
         await self._finish(self._replay(flow, replay, mode))
 
     def _replay(self, flow: http.HTTPFlow, replay: ReplayCassette, mode: str):

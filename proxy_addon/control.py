@@ -187,6 +187,7 @@ class ControlEndpoint:
                 previous = await self._closing_report()
             proxy.session = Session(cassette=name, mode=mode, fault=fault)
             proxy.forget(cassette_file)  # selected again: starts over
+            proxy.preload(cassette_file)
             answer = proxy.report()
             if previous is not None:
                 answer["previous"] = previous  # one round trip per test for a test runner

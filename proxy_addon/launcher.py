@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import sys
@@ -87,10 +88,52 @@ def _lean_master(opts, vcr):
     from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, onboarding, proxyserver, tlsconfig
 
     lean = master.Master(opts, with_termlog=True)
+    lean.addons.__class__ = _handler_table_class()
     lean.addons.add(core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
                     proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                     errorcheck.ErrorCheck(), vcr)
     return lean
+
+
+def _handler_table_class():
+    from mitmproxy import addonmanager, exceptions
+
+    class HandlerTable(addonmanager.AddonManager):
+        """mitmproxy's addon manager, each event's handlers looked up once.
+
+        The stock manager walks every addon for every event (a getattr, a generator and a
+        context manager each), and a replayed request on a new connection raises about twenty
+        events, each flow event twice (with an `update` that no addon here handles). The lean
+        chain only changes through add() and remove(), which start the table over.
+        """
+
+        def add(self, *addons):
+            self.__dict__.pop("handlers", None)
+            super().add(*addons)
+
+        def remove(self, addon):
+            self.__dict__.pop("handlers", None)
+            super().remove(addon)
+
+        async def trigger_event(self, event):
+            table = self.__dict__.setdefault("handlers", {})
+            handlers = table.get(event.name)
+            if handlers is None:
+                handlers = table[event.name] = [
+                    function for addon in self.chain for _, function in self._iter_hooks(addon, event)]
+            if not handlers:
+                return
+            arguments = event.args()
+            for function in handlers:
+                try:
+                    with addonmanager.safecall():
+                        result = function(*arguments)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                except exceptions.AddonHalt:
+                    return
+
+    return HandlerTable
 
 
 def _full_master(opts, vcr):

@@ -168,7 +168,9 @@ def test_speed_factor_and_no_timing(tmp_path):
     finally:
         fast.stop()
         instant.stop()
-    assert paced[-1] - paced[0] >= 0.8 * 0.2
+    # Events are due at their recorded offsets from the request, a quarter of them at speed 4
+    # (the last at 0.21 s): never sooner, however late the first one was.
+    assert paced[-1] >= 0.8 * 0.2
     assert paced[-1] - paced[0] < 0.8
     assert unpaced[-1] - unpaced[0] < 0.4
 
