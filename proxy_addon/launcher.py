@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import logging
 import signal
@@ -19,6 +20,7 @@ def run_proxy(listen_host: str, port: int, settings: dict[str, str], confdir: st
 
 
 async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None) -> int:
+    _bare_addons_package()
     from mitmproxy import exceptions, options
 
     def fresh_options() -> options.Options:
@@ -33,13 +35,17 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     vcr = VcrProxy()
     opts = fresh_options()
     ensure_ca(Path(opts.confdir).expanduser())  # before mitmproxy would make an RSA one
-    master = _lean_master(opts, vcr)
-    if any(key not in opts for key in settings):
+    # `--set onboarding=false` (the pytest plugin's): no http://mitm.it, and no Flask to import.
+    onboarding = settings.get("onboarding", "true").lower() not in ("false", "off", "no", "0")
+    master = _lean_master(opts, vcr, onboarding)
+    if any(key not in opts for key in settings if key != "onboarding"):
         # An option (--set) that belongs to one of mitmproxy's other addons: load them all.
         await master.done()  # takes the first master's log handlers away again
         opts = fresh_options()
         vcr = VcrProxy()
         master = _full_master(opts, vcr)
+    elif "onboarding" not in opts:  # left out of the lean set: nothing to turn off
+        settings = {key: value for key, value in settings.items() if key != "onboarding"}
     try:
         opts.update(termlog_verbosity="warn", vcr_log_replays=True)
         opts.set(*[f"{key}={value}" for key, value in settings.items()])
@@ -75,22 +81,26 @@ def _quiet_cancellations(loop, context) -> None:
         loop.default_exception_handler(context)
 
 
-def _lean_master(opts, vcr):
+def _lean_master(opts, vcr, onboarding: bool = True):
     """mitmproxy with only the addons a recording proxy uses.
 
     mitmproxy calls every addon for every event: with its ~35 default addons that dispatch
     took about half the proxy's time per replayed request (profiled in bench/replay.py's
     setting). Kept: the proxy itself (core, proxyserver, next_layer, tlsconfig), its safety
     checks (block: no open proxy on a public address; disable_h2c; errorcheck) and
-    onboarding (http://mitm.it serves the CA).
+    onboarding (http://mitm.it serves the CA), unless `onboarding=false`.
     """
     from mitmproxy import master
-    from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, onboarding, proxyserver, tlsconfig
+    from mitmproxy.addons import block, core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 
     lean = master.Master(opts, with_termlog=True)
     lean.addons.__class__ = _handler_table_class()
-    lean.addons.add(core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
-                    proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+    lean.addons.add(core.Core(), block.Block(), disable_h2c.DisableH2C())
+    if onboarding:
+        from mitmproxy.addons.onboarding import Onboarding
+
+        lean.addons.add(Onboarding())
+    lean.addons.add(proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                     errorcheck.ErrorCheck(), vcr)
     return lean
 
@@ -136,7 +146,20 @@ def _handler_table_class():
     return HandlerTable
 
 
+def _bare_addons_package() -> None:
+    """Make `mitmproxy.addons` importable without running its __init__, which imports all ~40
+    of mitmproxy's default addons (werkzeug, ldap3, ...: about a fifth of the proxy's
+    start-up, which a test session waits for) where the lean master uses eight.
+    _full_master runs it after all."""
+    if "mitmproxy.addons" not in sys.modules:
+        spec = importlib.util.find_spec("mitmproxy.addons")
+        sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
+
+
 def _full_master(opts, vcr):
+    package = sys.modules.get("mitmproxy.addons")
+    if package is not None and not hasattr(package, "default_addons"):
+        package.__spec__.loader.exec_module(package)
     from mitmproxy.tools.dump import DumpMaster
 
     full = DumpMaster(opts, with_termlog=True, with_dumper=False)

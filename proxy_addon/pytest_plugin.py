@@ -179,6 +179,9 @@ class VcrState:
                    "--set", f"vcr_control_socket={self.socket_path}",
                    # A log line per replayed request is noise here (misses are still logged).
                    "--set", "vcr_log_replays=false",
+                   # Tests get the CA from the exported variables, not from http://mitm.it;
+                   # without that page the proxy starts sooner.
+                   "--set", "onboarding=false",
                    # pytest killed (SIGTERM, SIGKILL) runs no unconfigure: the proxy stops itself.
                    "--set", f"vcr_parent_pid={os.getpid()}"]
         if option("vcr_upstream"):

@@ -93,3 +93,25 @@ def test_an_option_no_addon_knows_is_one_line(tmp_path):
                              "--confdir", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert (result.returncode, result.stderr.strip().splitlines()) == (
         2, ["vcr-proxy: Unknown option(s): no_such_option"])
+
+
+def test_onboarding_can_be_left_out_and_other_addons_still_come_in(tmp_path):
+    """`--set onboarding=false` (the pytest plugin's) leaves out http://mitm.it, and with it
+    Flask's import; it also works when another option brings mitmproxy's full set in."""
+    from .proxy import Proxy
+
+    for label, options in (("default", {}), ("off", {"onboarding": "false"}),
+                           ("off, full set", {"onboarding": "false",
+                                              "save_stream_file": str(tmp_path / "flows.mitm")})):
+        proxy = Proxy(tmp_path / label.replace(" ", "").replace(",", ""), launcher=True,
+                      vcr_mode="passthrough", **options).start()
+        try:
+            with proxy.client() as client:
+                page = client.get("http://mitm.it/cert/pem")
+        except httpx.HTTPError as error:  # passthrough: the real mitm.it, unreachable here
+            page = error
+        finally:
+            proxy.stop()
+        served = isinstance(page, httpx.Response) and page.content == proxy.ca.read_bytes()
+        assert served == (label == "default"), label
+        assert "Traceback" not in proxy.output()
