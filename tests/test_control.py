@@ -167,8 +167,10 @@ def test_a_control_socket_path_that_is_taken_is_one_clear_line(tmp_path):
     assert taken.read_text() == "someone else's file"
     proxy = Proxy(tmp_path, launcher=True, vcr_mode="passthrough",
                   vcr_control_socket=str(tmp_path / "no-such-folder" / "control"))
-    with pytest.raises(RuntimeError):
-        proxy.start()
+    try:
+        proxy.start()  # the proxy listens for a moment before it finds it cannot make the socket
+    except RuntimeError:
+        pass
     assert proxy.process.wait(10) == 1
     proxy.stop()
     assert "vcr_control_socket: cannot listen on" in proxy.output()
