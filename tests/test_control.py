@@ -182,3 +182,36 @@ def _wait_for(path: Path) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
+
+
+def test_a_test_that_sends_nothing_reports_its_whole_cassette_unused(tmp_path):
+    """The report right after a selection (a test that never called its API) comes while the
+    selected cassette is still being read ahead: every interaction is unused, not none."""
+    from proxy_addon.cassette import Cassette, Interaction, Request, Response
+    from proxy_addon.persisters.filesystem import write_atomic
+
+    interactions = [Interaction(id=n, request=Request(url=CHAT, method="POST", body=json.dumps({"n": n})),
+                                response=Response(body=f"answer {n}", code=200, status="200 OK"))
+                    for n in range(300)]
+    write_atomic(tmp_path / "cassettes" / "s" / "t.yaml", Cassette(interactions=interactions).dumps().encode())
+    private = Path(tempfile.mkdtemp(prefix="vcr-test-"))
+    path = private / "control"
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="passthrough", vcr_control_socket=str(path)).start()
+    try:
+        _wait_for(path)
+        with socket.socket(socket.AF_UNIX) as channel, channel.makefile("rb") as replies:
+            channel.settimeout(30)
+            channel.connect(str(path))
+            for mode in ("replay", "once"):
+                selection = json.dumps({"method": "POST", "path": "/cassette",
+                                        "body": {"name": "s/t", "mode": mode}}).encode()
+                assert _call(channel, replies, selection)["status"] == 200
+                report = _call(channel, replies, b'{"method": "POST", "path": "/report"}')["body"]
+                assert report["unused"] == list(range(300)), mode
+                # The selection after it closes this one with the same report.
+                again = _call(channel, replies, selection)["body"]["previous"]
+                assert again["unused"] == list(range(300)), mode
+    finally:
+        proxy.stop()
+        shutil.rmtree(private)
+    assert "Traceback" not in proxy.output()
