@@ -404,18 +404,18 @@ class VcrProxy:
         which the first request would otherwise wait for the file to load."""
         if self.mode in ("record", "passthrough") or path in self.loading:
             return
-        task = asyncio.ensure_future(self._read_ahead(path, self.mode))
+        task = asyncio.ensure_future(self._read_ahead(path))
         self.loading[path] = task
         task.add_done_callback(lambda done: self.loading.get(path) is done and self.loading.pop(path))
 
-    async def _read_ahead(self, path: Path, mode: str) -> None:
+    async def _read_ahead(self, path: Path) -> None:
+        # Only the file is read (a missing one leaves nothing loaded): once mode's choice
+        # between replaying and recording stays with the first request (_decide), which a
+        # cassette put in place after the selection (by a fixture, say) must still find; decided
+        # here, it was recorded over.
         try:
-            if mode == "once" and path not in self.decisions:
-                exists = await asyncio.to_thread(path.exists)
-                self.decisions.setdefault(path, "replay" if exists else "record")
-            if self.decisions.get(path, "replay") == "replay":
-                replay = self.replays.setdefault(path, ReplayCassette(path))
-                await asyncio.to_thread(replay.refresh)
+            replay = self.replays.setdefault(path, ReplayCassette(path))
+            await asyncio.to_thread(replay.refresh)
         except Exception:  # the first request reads it again, and answers what went wrong
             log.debug(f"vcr-proxy: reading {path} ahead failed", exc_info=True)
 

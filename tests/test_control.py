@@ -215,3 +215,35 @@ def test_a_test_that_sends_nothing_reports_its_whole_cassette_unused(tmp_path):
         proxy.stop()
         shutil.rmtree(private)
     assert "Traceback" not in proxy.output()
+
+
+def test_once_decides_at_the_first_request_not_at_the_selection(tmp_path):
+    """A cassette put in place after its selection (by a fixture, say) is replayed in once
+    mode, not recorded over; one deleted after it is recorded, not missed."""
+    from proxy_addon.cassette import Cassette, Interaction, Request, Response
+    from proxy_addon.persisters.filesystem import write_atomic
+
+    cert, key = make_certificate(tmp_path)
+    upstream = Upstream(cert, key).start()
+    proxy = Proxy(tmp_path, upstream_ca=cert, launcher=True, vcr_upstream=upstream.url,
+                  vcr_mode="passthrough").start()
+    placed = proxy.cassettes / "placed.yaml"
+    cassette = Cassette(interactions=[Interaction(
+        id=0, request=Request(url=CHAT, method="POST", body="{}"),
+        response=Response(body="from the placed cassette", code=200, status="200 OK"))])
+    try:
+        with proxy.client() as client, proxy.client(headers={"X-Vcr-Control": "1"}) as control:
+            control.post(f"{CONTROL}/cassette", json={"name": "placed", "mode": "once"})
+            write_atomic(placed, cassette.dumps().encode())
+            assert client.post(CHAT, content=b"{}").text == "from the placed cassette"
+            assert control.post(f"{CONTROL}/eject").json()["replayed"] == [0]
+            assert upstream.requests == []
+            control.post(f"{CONTROL}/cassette", json={"name": "placed", "mode": "once"})
+            placed.unlink()
+            assert client.post(CHAT, json={"model": "m"}).status_code == 200
+            assert control.post(f"{CONTROL}/eject").json()["recorded"] == [0]
+    finally:
+        proxy.stop()
+        upstream.stop()
+    assert len(upstream.requests) == 1
+    assert "placed cassette" not in placed.read_text()
