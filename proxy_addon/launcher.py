@@ -37,6 +37,10 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     ensure_ca(Path(opts.confdir).expanduser())  # before mitmproxy would make an RSA one
     # `--set onboarding=false` (the pytest plugin's): no http://mitm.it, and no Flask to import.
     onboarding = settings.get("onboarding", "true").lower() not in ("false", "off", "no", "0")
+    if not onboarding:
+        # The same spellings for mitmproxy's own parser (only "false"), should the full set
+        # (with Onboarding) come in: `onboarding=0` must not start or fail by another option.
+        settings = {**settings, "onboarding": "false"}
     master = _lean_master(opts, vcr, onboarding)
     if any(key not in opts for key in settings if key != "onboarding"):
         # An option (--set) that belongs to one of mitmproxy's other addons: load them all.

@@ -102,7 +102,10 @@ def test_onboarding_can_be_left_out_and_other_addons_still_come_in(tmp_path):
 
     for label, options in (("default", {}), ("off", {"onboarding": "false"}),
                            ("off, full set", {"onboarding": "false",
-                                              "save_stream_file": str(tmp_path / "flows.mitm")})):
+                                              "save_stream_file": str(tmp_path / "flows.mitm")}),
+                           # A spelling the lean set takes is no error with the full set either.
+                           ("False, full set", {"onboarding": "False",
+                                                "save_stream_file": str(tmp_path / "f2.mitm")})):
         proxy = Proxy(tmp_path / label.replace(" ", "").replace(",", ""), launcher=True,
                       vcr_mode="passthrough", **options).start()
         try:
