@@ -419,20 +419,20 @@ class VcrProxy:
         except Exception:  # the first request reads it again, and answers what went wrong
             log.debug(f"vcr-proxy: reading {path} ahead failed", exc_info=True)
 
-    async def _read_ahead_done(self, path: Path) -> None:
+    async def read_ahead_done(self, path: Path) -> None:
         loading = self.loading.get(path)
         if loading is not None:
             await loading
 
     async def _decide(self, flow: http.HTTPFlow, path: Path) -> None:
-        await self._read_ahead_done(path)
+        await self.read_ahead_done(path)
         if path not in self.decisions:
             exists = await asyncio.to_thread(path.exists)
             self.decisions[path] = "replay" if exists else "record"
         await self._finish(self._dispatch(flow, path, self.decisions[path]))
 
     async def _refresh(self, flow: http.HTTPFlow, path: Path, mode: str) -> None:
-        await self._read_ahead_done(path)
+        await self.read_ahead_done(path)
         replay = self.replays.get(path)
         if replay is None:
             replay = self.replays[path] = ReplayCassette(path)

@@ -264,7 +264,7 @@ class ControlEndpoint:
         # A test that sent no request reports soon after its selection, maybe while the
         # cassette is still being read ahead (its replay state there but not yet loaded): all of
         # it is unused, not none of it.
-        await proxy._read_ahead_done(path)
+        await proxy.read_ahead_done(path)
         if mode == "once" and proxy.decisions.get(path) == "record":
             return []
         replay = proxy.replays.get(path)
