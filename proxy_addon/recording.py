@@ -163,16 +163,21 @@ class Recorder:
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
             secrets=self._secrets(flow),
         )
+        # Interactions are built in parallel threads, and appended in the order the exchanges
+        # ended (go-vcr replays identical requests in file order), not in the order their
+        # threads happen to finish. A save cancelled before its thread ran gives its turn up.
+        turn = recording.writer.take_turn()
         task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
-                                              self._secrets(flow), partial))
+                                              self._secrets(flow), partial, turn))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
+        task.add_done_callback(lambda done: done.cancelled() and recording.writer.end_turn(turn))
 
     async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
-                    shown: str, secrets: Secrets | None, partial: bool) -> None:
+                    shown: str, secrets: Secrets | None, partial: bool, turn: int) -> None:
         try:
             interaction, timing, written = await asyncio.to_thread(
-                self._write, exchange, recording, header_policy, partial)
+                self._write, exchange, recording, header_policy, partial, turn)
         except (DecodeError, CassetteError, OSError) as error:
             self._failed(recording, shown, error, secrets)
             return
@@ -190,11 +195,17 @@ class Recorder:
         self.on_saved(written)
 
     @staticmethod
-    def _write(exchange: Exchange, recording: PendingRecording, header_policy: str, partial: bool):
-        interaction, timing = to_interaction(exchange, recording.id, header_policy, recording.limit)
+    def _write(exchange: Exchange, recording: PendingRecording, header_policy: str, partial: bool,
+               turn: int):
+        try:
+            interaction, timing = to_interaction(exchange, recording.id, header_policy,
+                                                 recording.limit)
+        except BaseException:
+            recording.writer.end_turn(turn)
+            raise
         if partial:  # a response header, which go-vcr loads and keeps (playback.py)
             interaction.response.headers["X-Vcr-Partial"] = ["true"]
-        written = recording.writer.append(interaction, timing)
+        written = recording.writer.append(interaction, timing, turn)
         return interaction, timing, written
 
 

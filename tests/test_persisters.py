@@ -129,3 +129,31 @@ def test_saving_a_long_stream_does_not_copy_its_body(tmp_path, position):
     assert peak < len(body) / 2, f"saving took {peak / len(body):.2f}x the body"
     saved = load(path).interactions[-1].response.body
     assert saved == body.decode()
+
+
+def test_appends_with_turns_land_in_turn_order_whatever_their_threads_do(tmp_path):
+    """The recorder takes a turn when an exchange ends and appends from a thread: threads
+    that reach append in another order still write in turn order, and a turn given up (its
+    interaction could not be built) lets the next one go."""
+    import threading
+    import time
+
+    path = tmp_path / "c.yaml"
+    writer = CassetteWriter(path, INDENT4_COMPACT, fresh=True)
+    ids = [writer.reserve_id() for _ in range(6)]
+    turns = [writer.take_turn() for _ in ids]
+    threads = []
+    for n in reversed(range(6)):  # the last exchange's thread first
+        if n == 3:
+            threads.append(threading.Thread(target=writer.end_turn, args=(turns[n],)))
+        else:
+            threads.append(threading.Thread(target=writer.append,
+                                            args=(*interaction(ids[n]), turns[n])))
+        threads[-1].start()
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert [i.id for i in load(path).interactions] == [0, 1, 2, 4, 5]
+    writer.end_turn(turns[2])  # a turn ended twice (a cancelled save whose thread ran) is harmless
+    assert writer.append(*interaction(writer.reserve_id()), writer.take_turn()) == 6

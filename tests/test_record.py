@@ -305,3 +305,17 @@ def test_a_client_that_hangs_up_mid_stream_leaves_no_half_interaction(proxy):
         time.sleep(0.05)
     cassette = recorded(proxy.cassettes / "default.yaml")
     assert [i.request.url for i in cassette.interactions] == [CHAT]
+
+
+def test_sequential_exchanges_are_saved_in_the_order_they_ended(proxy):
+    """Saves run after the client has its answer; a large exchange takes longer to turn into
+    an interaction than a small one that ends just after it, and must still come first in the
+    file: go-vcr replays identical requests in file order."""
+    large = json.dumps({"messages": [{"role": "user", "content": f"line {n} " * 20}
+                                     for n in range(4000)]})
+    with proxy.client() as client:
+        for _ in range(3):
+            assert client.post("https://openrouter.ai/echo", content=large).status_code == 200
+            assert client.post(CHAT, json={"n": 1}).status_code == 200
+    cassette = recorded(proxy.cassettes / "default.yaml", 6)
+    assert [i.id for i in cassette.interactions] == [0, 1, 2, 3, 4, 5]

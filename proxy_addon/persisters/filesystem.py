@@ -193,6 +193,10 @@ class CassetteWriter:
         self.lockfile = self.path.with_name(f".{self.path.name}.lock")
         self.lock = threading.Lock()  # one append at a time in this process
         self.id_lock = threading.Lock()  # reserve_id never waits for an append
+        self.turns = threading.Condition()  # appends in the order their turns were taken
+        self.turns_taken = 0
+        self.turn = 0  # the turn whose append may go now
+        self.turns_ended: set[int] = set()  # later turns already over (skipped, failed)
         self.fresh = fresh
         self.started = not fresh  # whether this writer's file is the one it writes to
         self.layout = layout
@@ -363,13 +367,44 @@ class CassetteWriter:
         with self.id_lock:
             self.pending.discard(reserved)
 
-    def append(self, interaction: Interaction, timing: Timing) -> int:
+    def take_turn(self) -> int:
+        """A place in line for `append`: appends given turns happen in the order the turns
+        were taken (when each exchange ended), however their threads are scheduled. Every
+        turn taken must reach `append` or `end_turn`."""
+        with self.turns:
+            self.turns_taken += 1
+            return self.turns_taken - 1
+
+    def end_turn(self, turn: int) -> None:
+        """Turn `turn` is over (appended, failed or given up): the next one may go."""
+        with self.turns:
+            if turn < self.turn:
+                return
+            self.turns_ended.add(turn)
+            while self.turn in self.turns_ended:
+                self.turns_ended.discard(self.turn)
+                self.turn += 1
+            self.turns.notify_all()
+
+    def append(self, interaction: Interaction, timing: Timing, turn: int | None = None) -> int:
         """Write `interaction` (and its timing line) to the cassette; returns the id written.
 
         That is the id it carries (reserved by `reserve_id`) when the id is free in the file
         and above every id other processes wrote; otherwise the next id after all those in
-        the file. `interaction.id` and `timing.id` are set to it.
+        the file. `interaction.id` and `timing.id` are set to it. With a `turn`
+        (`take_turn`), it waits for the turns before it.
         """
+        if turn is None:
+            return self._append_now(interaction, timing)
+        with self.turns:
+            while self.turn < turn:
+                self.turns.wait()
+        try:
+            return self._append_now(interaction, timing)
+        finally:
+            self.end_turn(turn)
+
+    def _append_now(self, interaction: Interaction, timing: Timing) -> int:
         with self.lock, self._locked():
             self._recover_torn_append()
             state = _state(self.path)
