@@ -117,17 +117,27 @@ def _handler_table_class():
 
         The stock manager walks every addon for every event (a getattr, a generator and a
         context manager each), and a replayed request on a new connection raises about twenty
-        events, each flow event twice (with an `update` that no addon here handles). The lean
-        chain only changes through add() and remove(), which start the table over.
+        events, each flow event twice (with an `update` that no addon here handles). Every way
+        the chain or an addon's sub-addons change (add, register, remove, clear) starts the
+        table over, once the change is made.
         """
 
         def add(self, *addons):
-            self.__dict__.pop("handlers", None)
             super().add(*addons)
+            self.__dict__.pop("handlers", None)
+
+        def register(self, addon):
+            registered = super().register(addon)
+            self.__dict__.pop("handlers", None)
+            return registered
 
         def remove(self, addon):
-            self.__dict__.pop("handlers", None)
             super().remove(addon)
+            self.__dict__.pop("handlers", None)
+
+        def clear(self):
+            super().clear()
+            self.__dict__.pop("handlers", None)
 
         async def trigger_event(self, event):
             table = self.__dict__.setdefault("handlers", {})
