@@ -437,7 +437,8 @@ class VcrState:
         nextitem = item.stash.get(NEXT, None)
         session = item.session
         # -x or --maxfail: the session stops after this test, so the next one never runs; what
-        # is torn down at the end (session fixtures) must not go into its cassette.
+        # runs after this teardown (sessionfinish hooks, background threads) must not go into
+        # its cassette. (pytest tears the session fixtures down in this test's teardown.)
         stopping = session.shouldfail or session.shouldstop
         if nextitem is not None and self.applies(nextitem) and not stopping:
             return self.select(nextitem).get("previous", {})
