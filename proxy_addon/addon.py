@@ -24,14 +24,15 @@ from mitmproxy.proxy import layers  # noqa: E402
 
 from proxy_addon import filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
-from proxy_addon.credentials import (  # noqa: E402
-    MARKER, is_credential_header, request_secrets, scrub_line, scrub_request)
+from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
+from proxy_addon.credentials import request_secrets, scrub_headers, scrub_line  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
+from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
 from proxy_addon.routing import (  # noqa: E402
     CONTROL_HOST, CassetteHosts, HostPatterns, Routes, host_mismatch, normalize_host, parse_hosts)
@@ -205,6 +206,12 @@ class VcrProxy:
             raise exceptions.OptionsError(
                 "stream_large_bodies: vcr-proxy reads requests whole to match and record them; "
                 "streamed responses reach the client live without this option")
+        if options.proxy_debug:
+            # mitmproxy logs each connection's bytes as they arrive, before any hook could
+            # scrub them: Authorization headers and keys in bodies would reach the log.
+            raise exceptions.OptionsError(
+                "proxy_debug: mitmproxy would log every byte clients send, credentials included; "
+                "vcr-proxy refuses it (termlog_verbosity=debug and flow_detail show scrubbed flows)")
         # An intercepted connection that does not speak HTTP would otherwise be relayed raw to
         # its target (mitmproxy's rawtcp), in replay mode too; it fails instead.
         if options.rawtcp:
@@ -299,6 +306,11 @@ class VcrProxy:
 
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
+        save = ctx.master.addons.get("save")
+        if save is not None:  # it writes the flows still in flight when it stops: scrubbed too
+            for flow in list(save.active_flows):
+                if isinstance(flow, http.HTTPFlow):
+                    hide_credentials(flow)
         await self.player.server.stop()
         if self.control_server is not None:
             self.control_server.close()
@@ -355,6 +367,15 @@ class VcrProxy:
         if request.headers.get("upgrade", "").lower() == "websocket":
             return self._websocket(flow, mode)
         name = request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette or ctx.options.vcr_cassette
+        try:
+            request_view(flow)
+        except DecodeError as error:
+            # What cannot be decoded cannot be scrubbed, matched nor recorded: never forwarded.
+            status = 413 if isinstance(error, BodyTooLarge) else 400
+            shown = f"{request.method} {scrub_line(request.pretty_url)}"
+            log.error(f"vcr-proxy: refused {shown}: {error}")
+            flow.response = error_response(status, f"vcr-proxy: refused {shown}: {error}")
+            return None
         try:
             path = self.cassette_for(name)
         except ValueError as error:
@@ -444,7 +465,8 @@ class VcrProxy:
         fault = active_fault(flow) if mode != "new-episodes" else None
         if fault is not None and fault.status:
             return self.player.fail(flow, fault)
-        incoming = incoming_request(flow, "headers" in self.matcher.rules.parts)
+        incoming = incoming_request(request_view(flow), ctx.options.vcr_headers
+                                    if "headers" in self.matcher.rules.parts else None)
         interaction, matched = replay.find(self.matcher, incoming)
         if interaction is not None:
             self.session.replayed.append(interaction.id)
@@ -492,7 +514,8 @@ class VcrProxy:
         # A test runner that heard of no recording (and no miss) knows, without asking, that
         # no save can fail for its test.
         self.control.notify("record")
-        self.recorder.begin(flow, writer, ctx.options.vcr_upstream, ctx.options.vcr_max_body)
+        self.recorder.begin(flow, request_view(flow), writer, ctx.options.vcr_upstream,
+                            ctx.options.vcr_max_body)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get("vcr_replay"):
@@ -512,26 +535,39 @@ class VcrProxy:
     def _after(self, flow: http.HTTPFlow) -> None:
         if self.flows_shown:
             hide_credentials(flow)
-        else:
-            flow.metadata.pop("vcr_secrets", None)
+        flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
+
+
+def request_view(flow: http.HTTPFlow) -> RequestView:
+    """The flow's request as everything but the upstream sees it (request_view.py), made once."""
+    view = flow.metadata.get("vcr_view")
+    if view is None:
+        request = flow.request
+        view = view_request(request.method, request.pretty_url, request.headers.items(multi=True),
+                            request.raw_content or b"", ctx.options.vcr_max_body)
+        flow.metadata["vcr_view"] = view
+    return view
 
 
 def hide_credentials(flow: http.HTTPFlow) -> None:
-    """Once a request is sent, scrub it in the flow, so that what mitmproxy prints or saves of
-    it (mitmdump's flow lines, save_stream_file) holds no credential either. The response is
-    left alone: the client has yet to receive it, as the upstream sent it."""
+    """Once a request is sent, its flow holds the scrubbed view instead, so that what mitmproxy
+    prints or saves of it (mitmdump's flow lines at every flow_detail, save_stream_file) holds no
+    credential either: the URL, every header, and the body, decoded. The response is left alone:
+    the client has yet to receive it, as the upstream sent it."""
     request = flow.request
-    secrets = flow.metadata.pop("vcr_secrets", None)  # no serializer knows it (save_stream_file)
-    if secrets is None:
-        secrets = request_secrets(request.headers.items(multi=True), request.path, b"", "")
-    if "?" in request.path:
-        request.path = scrub_line(request.path, secrets)
-    for name in {n for n in request.headers if is_credential_header(n)}:
-        request.headers[name] = MARKER
-    if request.raw_content and "content-encoding" not in request.headers:
-        _, body, _ = scrub_request(request.path, (), request.raw_content, request.headers.get("content-type", ""))
-        if body is not request.raw_content:
-            request.raw_content = body
+    try:
+        view = request_view(flow)
+        secrets, body = view.secrets, view.body
+    except DecodeError as error:  # too large or broken to scrub (refused if it was ours to handle)
+        secrets = request_secrets(request.headers.items(multi=True), request.pretty_url, b"", "")
+        body = f"<body not shown: {error}>".encode()
+    request.path = scrub_line(request.path, secrets)
+    # The body shown is decoded: it carries no coding, and its length is its own.
+    request.headers = http.Headers([
+        (name.encode(), value.encode())
+        for name, value in scrub_headers(request.headers.items(multi=True), secrets)
+        if name.lower() not in ("content-encoding", "content-length")])
+    request.raw_content = bytes(body)
 
 
 addons = [VcrProxy()]

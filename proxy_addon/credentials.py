@@ -386,7 +386,7 @@ class Scrubber:
             if scrubbed != value:
                 self.found.append(f"{where}: a credential's value")
             return self._shapes(scrubbed, KEY_SHAPES, MARKER, where)
-        if value[:2] == b"\x1f\x8b":  # a gzip-encoded body (a request's, recorded as sent)
+        if value[:2] == b"\x1f\x8b":  # a response body kept gzip-encoded (Go did not decode it)
             return self._gzipped(value, where)
         scrubbed = value
         for echo in self._bytes_echoes():
@@ -507,10 +507,19 @@ def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
     scrubber.headers(response.trailer, "response trailer")
     request.url = scrubber.url(request.url)
     scrubber.form(request.form)
-    request.body = scrubber.body_fields(request.body, _content_type(request.headers), "request body")
+    compressed = _stored_coding(request, scrubber)
+    body = scrubber.body_fields(compressed[1] if compressed else request.body,
+                                _content_type(request.headers), "request body")
     response.body = scrubber.body_fields(response.body, "", "response body")
     request.url = scrubber.text(request.url, "request url")
-    request.body = scrubber.text(request.body, "request body")
+    body = scrubber.text(body, "request body")
+    if compressed is None:
+        request.body = body
+    elif body is not compressed[1]:
+        # Stored as a recording stores such a body now: decoded, its coding in a header; never
+        # scrubbed inside the compressed bytes (that breaks them) nor compressed again.
+        request.body = body
+        request.headers["Content-Encoding"] = [compressed[0]]
     response.body = scrubber.text(response.body, "response body")
     for name, values in request.form.items():
         request.form[name] = [scrubber.text(v, f"request form field {name}") for v in values]
@@ -522,6 +531,23 @@ def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
             if message.content_length > 0:
                 message.content_length = _length(message.body)
     return scrubber.found
+
+
+def _stored_coding(request, scrubber: Scrubber) -> tuple[str, str] | None:
+    """A request body an older release stored compressed, as (coding, text); None for any other.
+    One too large to decode is replaced: what cannot be read cannot be shown to hold no key."""
+    from .codings import BodyTooLarge, undo_stored_coding
+
+    if not isinstance(request.body, (bytes, bytearray)):
+        return None
+    try:
+        found = undo_stored_coding(bytes(request.body))
+    except BodyTooLarge as error:
+        scrubber.found.append(f"request body: {error.args[0].split(';')[0]}, so it cannot be "
+                              "checked for credentials")
+        request.body = MARKER
+        return None
+    return None if found is None else (found[0], found[1].decode("utf-8"))
 
 
 def _length(body) -> int:
@@ -548,6 +574,15 @@ def scrub_request(url: str, headers: Iterable[tuple[str, str]], body: bytes,
     """An incoming request's URL and body as a recording of it holds them, and its secrets."""
     scrubber, url, body = _by_name(url, headers, body, content_type)
     return scrubber.text(url, "url"), scrubber.text(body, "body"), scrubber.secrets
+
+
+def scrub_headers(headers: Iterable[tuple[str, str]], secrets: Secrets) -> list[tuple[str, str]]:
+    """Request headers as they may be shown: a credential header's value becomes MARKER (its
+    place kept), any other value loses the known credentials and key shapes it holds."""
+    scrubber = Scrubber(secrets)
+    return [(name, MARKER if is_credential_header(name)
+             else scrubber.text(scrubber._header_url(value, ""), ""))
+            for name, value in headers]
 
 
 def scrub_line(text: str, secrets: Secrets | None = None) -> str:

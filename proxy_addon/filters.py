@@ -18,7 +18,8 @@ RESPONSE_CONNECTION_HEADERS = frozenset(("transfer-encoding", "x-vcr-proxy"))
 DECODED_BODY_HEADERS = frozenset(("content-encoding", "content-length"))
 
 HEADER_POLICIES = ("minimal", "all")
-MINIMAL_REQUEST_HEADERS = frozenset(("accept", "content-type", "user-agent"))
+# Content-Encoding: a request body is recorded decoded; the header says how it was sent.
+MINIMAL_REQUEST_HEADERS = frozenset(("accept", "content-type", "user-agent", "content-encoding"))
 MINIMAL_RESPONSE_HEADERS = frozenset(("content-type",))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .cassette import Interaction
+from .codings import BodyTooLarge, undo_stored_coding
 from .credentials import is_credential_header, is_credential_param, scrub_line, scrub_request
 
 PARTS = ("method", "url", "body", "headers")
@@ -178,6 +179,14 @@ class Matcher:
         content_type = next((v[0] for k, v in request.headers.items()
                              if k.lower() == "content-type" and v), "")
         raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+        if not isinstance(body, str):  # stored compressed by an older release: compared decoded
+            try:
+                stored = undo_stored_coding(raw)
+            except BodyTooLarge:
+                stored = None
+            if stored is not None:
+                raw = stored[1]
+                body = raw.decode("utf-8")
         _, scrubbed, _ = scrub_request(request.url, (), raw, content_type)
         if scrubbed is raw:
             return body

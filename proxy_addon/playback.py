@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from mitmproxy import connection, http
 
+from . import filters
 from .cassette import Interaction
-from .credentials import scrub_request
 from .matchers import IncomingRequest, Matcher
 from .replay import Plan, ReplayCassette, ReplayServer, make_plan
+from .request_view import RequestView
 from .responses import flow_error
 
 FAULT_HEADER = "X-Vcr-Fault"
@@ -23,14 +24,15 @@ SOURCE_HEADER = "X-Vcr-Proxy"  # "replayed <cassette>#<id>" / "recorded ...": ne
 log = logging.getLogger("vcr-proxy")
 
 
-def incoming_request(flow: http.HTTPFlow, with_headers: bool) -> IncomingRequest:
-    """The request as a recording of it holds it: credentials scrubbed the same way."""
-    request = flow.request
-    headers = request.headers
-    url, body, _ = scrub_request(request.pretty_url, headers.items(multi=True),
-                                 request.raw_content or b"", headers.get("content-type", ""))
-    return IncomingRequest(request.method, url, body,
-                           {k: headers.get_all(k) for k in headers} if with_headers else {})
+def incoming_request(view: RequestView, header_policy: str | None) -> IncomingRequest:
+    """The request as a recording of it holds it (request_view.py: credentials scrubbed the
+    same way, the body decoded), with the headers `header_policy` records (None: none, when
+    headers are not matched)."""
+    headers = {}
+    if header_policy is not None:
+        for name, value in filters.request_headers(view.headers, header_policy):
+            headers.setdefault(name, []).append(value)
+    return IncomingRequest(view.method, view.url, view.body, headers)
 
 
 @dataclass

@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 from . import filters
 from .credentials import Secrets, request_secrets, scrub_interaction
 from .cassette import Interaction, Request, Response
+from .codings import (DEFAULT_MAX_BODY, BodyTooLarge, DecodeError, Decoder, codings, decode_body,  # noqa: F401
+                      size_text)
 from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
 from .timing import Timing, body_hash, event_times
 
 if TYPE_CHECKING:
     from .persisters.filesystem import CassetteWriter
+    from .request_view import RequestView
 
 
 @dataclass
@@ -41,16 +44,6 @@ class Exchange:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     # The request's credentials, when the proxy already found them as the request began.
     secrets: Secrets | None = None
-
-
-# The default of the addon's `vcr_max_body`: the most a recorded body may take, raw or decoded.
-DEFAULT_MAX_BODY = 256 << 20
-
-
-def _size(count: int) -> str:
-    if count < 1 << 20:
-        return f"{count} bytes"
-    return f"{count} bytes = {count / (1 << 20):.4g} MiB"
 
 
 class Arrivals:
@@ -111,6 +104,7 @@ class PendingRecording:
     limit: int = DEFAULT_MAX_BODY
     over_limit: bool = False
     received: int = 0  # bytes passed through, kept or not
+    view: "RequestView | None" = None  # the request as it is saved (request_view.py)
 
     def on_chunk(self, data: bytes) -> bytes:
         """The response stream callback: keeps a copy and passes `data` on unchanged
@@ -138,8 +132,8 @@ class PendingRecording:
     def body(self) -> bytearray:
         """The streamed body to record; BodyTooLarge if it outgrew the limit."""
         if self.over_limit:
-            raise BodyTooLarge(f"the streamed response passed vcr_max_body ({_size(self.limit)}) "
-                               f"after {_size(self.received)}; raise vcr_max_body (bytes) to "
+            raise BodyTooLarge(f"the streamed response passed vcr_max_body ({size_text(self.limit)}) "
+                               f"after {size_text(self.received)}; raise vcr_max_body (bytes) to "
                                "record it")
         return self.copy
 
@@ -156,140 +150,17 @@ def stream_is_finished(body: bytes) -> bool:
     return _FINAL_EVENT.search(body[-4096:]) is not None
 
 
-class DecodeError(ValueError):
-    pass
-
-
-class BodyTooLarge(DecodeError):
-    """A body past `vcr_max_body`: not recorded, and the message says how to raise the limit."""
-
-
-# Compressed input handed to a decoder at once: small, so that a bomb's output is bounded by
-# the decoder's max_length long before its input has all been read.
-_INPUT_PIECE = 64 << 10
-_OUTPUT_PIECE = 1 << 20
-
-
-class _Decoder:
-    """One content coding undone incrementally, its total output bounded by `limit`.
-
-    Each library is asked for at most what is still allowed (+1 to see the limit crossed), so
-    a gzip bomb of 1 GB never exists in memory: it fails after `limit` bytes.
-    """
-
-    def __init__(self, coding: str, head: bytes, limit: int):
-        self.limit, self.total = limit, 0
-        self.coding = coding
-        if coding in ("gzip", "x-gzip"):
-            self.kind, self.state = "zlib", zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif coding == "deflate":  # servers send both zlib-wrapped and raw deflate
-            wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and int.from_bytes(head[:2], "big") % 31 == 0
-            self.kind, self.state = "zlib", zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        elif coding == "br":
-            import brotli
-
-            self.kind, self.state = "br", brotli.Decompressor()
-        elif coding == "zstd":  # the module mitmproxy itself uses (Python 3.14's, or its backport)
-            try:
-                from compression import zstd
-            except ImportError:
-                from backports import zstd
-
-            self.kind, self.state = "zstd", zstd.ZstdDecompressor()
-        else:
-            raise DecodeError(f"unknown Content-Encoding {coding!r}")
-
-    def _room(self) -> int:
-        # Small outputs too: each is copied into the body, and a large one would be held twice.
-        return min(self.limit - self.total + 1, _OUTPUT_PIECE)
-
-    def _count(self, out: bytes) -> bytes:
-        self.total += len(out)
-        if self.total > self.limit:
-            raise BodyTooLarge(f"the {self.coding} response body decodes to more than vcr_max_body "
-                               f"({_size(self.limit)}); raise vcr_max_body (bytes) to record it")
-        return out
-
-    def feed(self, data) -> list[bytes]:
-        """The output for the next piece of input, in pieces each within the limit."""
-        outputs = []
-        for start in range(0, len(data), _INPUT_PIECE):
-            outputs += self._feed(memoryview(data)[start:start + _INPUT_PIECE])
-        return outputs
-
-    def _feed(self, data) -> list[bytes]:
-        outputs = []
-        state = self.state
-        if self.kind == "zlib":
-            while True:
-                if state.eof:  # gzip's trailing bytes are ignored, as before
-                    break
-                out = self._count(state.decompress(data, self._room()))
-                data = state.unconsumed_tail
-                if out:
-                    outputs.append(out)
-                if not data and not out:
-                    break
-        elif self.kind == "br":
-            if state.is_finished():
-                return outputs
-            outputs.append(self._count(state.process(bytes(data), output_buffer_limit=self._room())))
-            while not state.can_accept_more_data():
-                outputs.append(self._count(state.process(b"", output_buffer_limit=self._room())))
-        else:
-            if state.eof:
-                return outputs
-            outputs.append(self._count(state.decompress(data, self._room())))
-            while not state.eof and not state.needs_input:
-                outputs.append(self._count(state.decompress(b"", self._room())))
-        return outputs
-
-
-def _decode_all(data, coding: str, limit: int) -> bytes | bytearray:
-    if coding == "identity":
-        return data
-    try:
-        decoder = _Decoder(coding, bytes(data[:2]), limit)
-        body = bytearray()
-        for start in range(0, len(data), _INPUT_PIECE):
-            for out in decoder.feed(memoryview(data)[start:start + _INPUT_PIECE]):
-                body += out
-        return body
-    except DecodeError:
-        raise
-    except Exception as error:  # each library has its own error type
-        raise DecodeError(f"cannot decode {coding} body: {error}") from None
-
-
-def _codings(encoding: str) -> list[str]:
-    """Content-Encoding's codings in the order they are undone."""
-    return list(reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]))
-
-
-def decode_body(body: bytes | bytearray, encoding: str, limit: int = DEFAULT_MAX_BODY) -> bytes | bytearray:
-    """The body a Go client sees after its transport (or the SDK) undoes Content-Encoding.
-
-    BodyTooLarge (a DecodeError) once any stage's output passes `limit` bytes.
-    """
-    if len(body) > limit:
-        raise BodyTooLarge(f"the response body is larger than vcr_max_body ({_size(limit)}); "
-                           "raise vcr_max_body (bytes) to record it")
-    for coding in _codings(encoding):
-        body = _decode_all(body, coding, limit)
-    return body
-
-
 def _decoded_arrivals(raw_arrivals, raw: bytes, encoding: str,
                       limit: int = DEFAULT_MAX_BODY) -> list[tuple[int, float]]:
     """Map arrival points in the compressed stream to sizes of the decoded stream."""
-    codings = _codings(encoding)
-    if not codings or codings == ["identity"]:
+    stages = codings(encoding)
+    if not stages or stages == ["identity"]:
         return raw_arrivals
-    if len(codings) > 1:  # stacked codings: every event counts as arriving with the last chunk
+    if len(stages) > 1:  # stacked codings: every event counts as arriving with the last chunk
         return raw_arrivals[-1:]
     decoded, total, previous = [], 0, 0
     try:
-        decoder = _Decoder(codings[0], bytes(raw[:2]), limit)
+        decoder = Decoder(stages[0], bytes(raw[:2]), limit)
         view = memoryview(raw)
         for size, at in raw_arrivals:
             total += sum(len(out) for out in decoder.feed(view[previous:size]))
@@ -334,7 +205,7 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     BodyTooLarge (a DecodeError) if a body, raw or decoded, is over `max_body` bytes.
     """
     if len(exchange.request_body) > max_body:
-        raise BodyTooLarge(f"the request body is larger than vcr_max_body ({_size(max_body)}); "
+        raise BodyTooLarge(f"the request body is larger than vcr_max_body ({size_text(max_body)}); "
                            "raise vcr_max_body (bytes) to record it")
     url = exchange.url
     parts = urlsplit(url)

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from .credentials import Secrets, request_secrets, scrub_line
+from .credentials import Secrets, scrub_line
 from .errors import CassetteError
 from .persisters.filesystem import CassetteWriter
 from .recorder import (BodyTooLarge, DecodeError, Exchange, PendingRecording, stream_is_finished,
                        to_interaction)
+from .request_view import RequestView
 from .serializers.emitter import Layout
 
 log = logging.getLogger("vcr-proxy")
@@ -49,14 +50,12 @@ class Recorder:
                     self.writers[path] = writer
         return writer
 
-    def begin(self, flow: http.HTTPFlow, writer: CassetteWriter, upstream: str, max_body: int) -> None:
-        request = flow.request
-        secrets = request_secrets(request.headers.items(multi=True), request.pretty_url,
-                                  request.raw_content or b"", request.headers.get("content-type", ""))
-        recording = PendingRecording(writer=writer, id=writer.reserve_id(), url=request.pretty_url,
-                                     started=request.timestamp_start, limit=max_body)
+    def begin(self, flow: http.HTTPFlow, view: RequestView, writer: CassetteWriter, upstream: str,
+              max_body: int) -> None:
+        """Record `flow`, whose request is saved as `view` (request_view.py) holds it."""
+        recording = PendingRecording(writer=writer, id=writer.reserve_id(), url=view.url,
+                                     started=flow.request.timestamp_start, limit=max_body, view=view)
         flow.metadata["vcr"] = recording
-        flow.metadata["vcr_secrets"] = secrets
         self.in_flight.add(id(recording))
         if upstream:
             reroute(flow, upstream)
@@ -93,7 +92,7 @@ class Recorder:
                 recording.ended = recording.arrivals[-1][1]
             self._save_later(flow, recording, header_policy)
             return
-        shown = f"{flow.request.method} {self._shown(flow, recording)}"
+        shown = self._shown(flow, recording)
         if recording.over_limit:
             try:
                 recording.body()
@@ -106,11 +105,11 @@ class Recorder:
                 # The upstream cut the stream off: keep what came, marked, to replay the cut.
                 recording.ended = recording.arrivals[-1][1] if recording.arrivals else time.time()
                 log.warning(f"vcr-proxy: recorded as partial: {shown}: the stream was cut off "
-                            f"({scrub_line(reason, self._secrets(flow))})")
+                            f"({scrub_line(reason, recording.view.secrets)})")
                 self._save_later(flow, recording, header_policy, partial=True)
                 return
             log.warning(f"vcr-proxy: not recorded: {shown}: the exchange did not complete "
-                        f"({scrub_line(reason, self._secrets(flow))})")
+                        f"({scrub_line(reason, recording.view.secrets)})")
             recording.writer.release_id(recording.id)
         # Released now, not when the garbage collector breaks the flow's reference cycles.
         recording.discard()
@@ -131,44 +130,40 @@ class Recorder:
             await asyncio.sleep(0.01)
 
     @staticmethod
-    def _secrets(flow: http.HTTPFlow) -> Secrets | None:
-        return flow.metadata.get("vcr_secrets")
-
-    def _shown(self, flow: http.HTTPFlow, recording: PendingRecording) -> str:
-        return scrub_line(recording.url, self._secrets(flow))
+    def _shown(flow: http.HTTPFlow, recording: PendingRecording) -> str:
+        return f"{flow.request.method} {scrub_line(recording.url, recording.view.secrets)}"
 
     def _save_later(self, flow: http.HTTPFlow, recording: PendingRecording, header_policy: str,
                     partial: bool = False) -> None:
         # The flow is read now: once the hook returns, mitmproxy (and hide_credentials) change it.
         response = flow.response
         streamed = recording.streamed
-        shown = f"{flow.request.method} {self._shown(flow, recording)}"
+        shown = self._shown(flow, recording)
         try:
             body = recording.body() if streamed else (response.raw_content or b"")
         except DecodeError as error:  # over vcr_max_body
-            self._failed(recording, shown, error, self._secrets(flow))
+            self._failed(recording, shown, error, recording.view.secrets)
             recording.discard()
             self.in_flight.discard(id(recording))
             return
         ended = recording.ended if streamed else (response.timestamp_end or time.time())
+        view = recording.view
         exchange = Exchange(
-            method=flow.request.method, url=recording.url,
-            request_headers=list(flow.request.headers.items(multi=True)),
-            request_body=flow.request.raw_content or b"",
+            method=view.method, url=view.url, request_headers=view.headers, request_body=view.body,
             http_version=response.http_version, status_code=response.status_code,
             reason=response.reason, response_headers=list(response.headers.items(multi=True)),
             response_body=body, started=recording.started,
             headers_at=response.timestamp_start or recording.started, ended=ended,
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
-            secrets=self._secrets(flow),
+            secrets=view.secrets,
         )
         # Interactions are built in parallel threads, and appended in the order the exchanges
         # ended (go-vcr replays identical requests in file order), not in the order their
         # threads happen to finish. A save cancelled before its thread ran gives its turn up.
         turn = recording.writer.take_turn()
         task = asyncio.create_task(self._save(exchange, recording, header_policy, shown,
-                                              self._secrets(flow), partial, turn))
+                                              recording.view.secrets, partial, turn))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
         task.add_done_callback(lambda done: done.cancelled() and recording.writer.end_turn(turn))

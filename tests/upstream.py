@@ -115,6 +115,14 @@ COMPLETION = {
 _BOMBS: dict[int, bytes] = {}
 
 
+def _decoded(body: bytes, coding: str) -> bytes:
+    """A request body as an API server reads it: Content-Encoding undone (SDK telemetry
+    compresses what it sends)."""
+    from proxy_addon.recorder import decode_body
+
+    return bytes(decode_body(body, coding)) if coding else body
+
+
 def _gzip_bomb(mebibytes: int) -> bytes:
     if mebibytes not in _BOMBS:
         import zlib
@@ -230,7 +238,7 @@ class Upstream:
         self.requests.append({"path": path, "query": scope["query_string"].decode(),
                               "headers": headers, "body": body, "http_version": scope["http_version"]})
         if path.endswith("/chat/completions"):
-            request = json.loads(body or b"{}")
+            request = json.loads(_decoded(body, headers.get("content-encoding", "")) or b"{}")
             if request.get("stream"):
                 await self._stream(send, TOOL_STREAM, gated=request.get("gated", False))
             else:

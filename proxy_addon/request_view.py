@@ -1,0 +1,50 @@
+"""One scrubbed view of each request, made once where the request enters the proxy.
+
+Recording, matching, miss messages, logs and mitmproxy's own display (its flow printer and
+save_stream_file) all read this view, never the request as the client sent it: what one of
+them shows, each of them shows. The upstream alone receives the request as sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import functools
+from dataclasses import dataclass, field
+
+from .codings import decode_body
+from .credentials import Secrets, scrub_headers, scrub_request
+
+
+@dataclass(frozen=True)
+class RequestView:
+    method: str
+    url: str  # the public URL, credentials replaced (query values, echoes, key shapes)
+    sent_headers: list[tuple[str, str]] = field(repr=False)  # read only through `headers`
+    body: bytes | bytearray  # Content-Encoding undone, then scrubbed
+    encoding: str  # the Content-Encoding the body was sent with ("" for none)
+    secrets: Secrets  # the credentials the request carries, to scrub their echoes
+
+    @functools.cached_property
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers as sent, but a credential header's value is MARKER and any other loses
+        the credentials and key shapes it holds. Made when first asked for: a replayed request
+        needs them only when headers are matched or flows are shown."""
+        return scrub_headers(self.sent_headers, self.secrets)
+
+
+def _header(headers: list[tuple[str, str]], lower: str) -> str:
+    return next((value for name, value in headers if name.lower() == lower), "")
+
+
+def view_request(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes,
+                 limit: int) -> RequestView:
+    """The view of a request. A compressed body is decoded within `limit` bytes first: a key
+    inside it is a key all the same. DecodeError (BodyTooLarge past `limit`) if it cannot be."""
+    headers = list(headers)
+    encoding = _header(headers, "content-encoding").strip()
+    if encoding and encoding.lower() != "identity":
+        body = decode_body(body, encoding, limit, "request body")
+    else:
+        encoding = ""
+    url, body, secrets = scrub_request(url, headers, body, _header(headers, "content-type"))
+    return RequestView(method, url, headers, body, encoding, secrets)
