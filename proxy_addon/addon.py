@@ -22,10 +22,10 @@ except ImportError:  # loaded by `mitmdump -s` from a checkout: make the package
 from mitmproxy import ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import layers  # noqa: E402
 
-from proxy_addon import filters  # noqa: E402
+from proxy_addon import display, filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
-from proxy_addon.credentials import request_secrets, scrub_headers, scrub_line  # noqa: E402
+from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
@@ -261,8 +261,12 @@ class VcrProxy:
 
     async def running(self) -> None:
         # Flows need scrubbing for display only where something shows or saves them (mitmdump's
-        # flow printer, the save addon); `vcr-proxy start`'s lean mitmproxy has neither.
-        self.flows_shown = any(ctx.master.addons.get(name) is not None for name in ("dumper", "save"))
+        # flow printer, save_stream_file, hardump, mitmweb's view); `vcr-proxy start`'s lean
+        # mitmproxy has none of them.
+        self.flows_shown = any(ctx.master.addons.get(name) is not None
+                               for name in ("dumper", "save", "savehar", "view"))
+        if self.flows_shown:
+            display.guard(ctx.master)
         await self.player.server.start()
         if ctx.options.vcr_control_socket:
             await self._serve_control_socket(ctx.options.vcr_control_socket)
@@ -534,7 +538,7 @@ class VcrProxy:
 
     def _after(self, flow: http.HTTPFlow) -> None:
         if self.flows_shown:
-            hide_credentials(flow)
+            display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
 
 
@@ -549,11 +553,12 @@ def request_view(flow: http.HTTPFlow) -> RequestView:
     return view
 
 
-def hide_credentials(flow: http.HTTPFlow) -> None:
+def hide_credentials(flow: http.HTTPFlow) -> Secrets:
     """Once a request is sent, its flow holds the scrubbed view instead, so that what mitmproxy
     prints or saves of it (mitmdump's flow lines at every flow_detail, save_stream_file) holds no
     credential either: the URL, every header, and the body, decoded. The response is left alone:
-    the client has yet to receive it, as the upstream sent it."""
+    the client has yet to receive it, as the upstream sent it (display.py shows a scrubbed
+    copy of it). Returns the request's credentials."""
     request = flow.request
     try:
         view = request_view(flow)
@@ -568,6 +573,7 @@ def hide_credentials(flow: http.HTTPFlow) -> None:
         for name, value in scrub_headers(request.headers.items(multi=True), secrets)
         if name.lower() not in ("content-encoding", "content-length")])
     request.raw_content = bytes(body)
+    return secrets
 
 
 addons = [VcrProxy()]

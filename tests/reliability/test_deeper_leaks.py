@@ -24,7 +24,7 @@ KEY = "sk-or-v1-" + "5ec7e7" * 11
 PROJECT_KEY = "sk-proj-" + "Z1p5ecr3t" * 5
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ2Y3ItcHJveHkifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
 FIELD_SECRET = "S3CR3T-inside-a-compressed-body-0123456789"
-SECRETS = (KEY, PROJECT_KEY, JWT, FIELD_SECRET, "S3CR3T", "Z1p5ecr3t")
+SECRETS = (KEY, PROJECT_KEY, JWT, FIELD_SECRET, "S3CR3T", "Z1p5ecr3t", "SECRET-COOKIE-VALUE")
 
 
 def _raw_deflate(data: bytes) -> bytes:
@@ -204,28 +204,37 @@ def test_an_old_compressed_recording_still_matches_its_request(tmp_path, upstrea
         proxy.stop()
 
 
+LEAKY_REQUESTS = 7
+
+
 def _leaky_requests(client) -> None:
-    """A key in the URL path, a JWT in a header no rule names, keys in compressed bodies."""
+    """A key in the URL path, a JWT in a header no rule names, keys in compressed bodies; an
+    upstream that echoes them all back, and one that sets a cookie."""
     client.post(f"https://openrouter.ai/api/v1/keys/{PROJECT_KEY}/chat/completions",
                 json={"model": "m"}, headers={"X-Session-Info": JWT, "Authorization": f"Bearer {KEY}"})
     for name in ("gzip", "zstd", "deflate", "br"):
         _post(client, f"display-{name}", name)
+    echo = client.post("https://openrouter.ai/echo", json={"api_key": FIELD_SECRET},
+                       headers={"X-Session-Info": JWT, "Authorization": f"Bearer {KEY}"})
+    assert KEY in echo.text or "REDACTED" in echo.text  # recorded: as sent; replayed: scrubbed
+    client.get("https://openrouter.ai/status/401")
 
 
 @pytest.mark.parametrize("flow_detail", ["1", "2", "3", "4"])
-def test_mitmdump_prints_and_saves_no_request_credential(tmp_path, upstream, flow_detail):
+def test_mitmdump_prints_and_saves_no_credential(tmp_path, upstream, flow_detail):
     from mitmproxy import io
 
-    flows = tmp_path / "flows.mitm"
+    flows, har = tmp_path / "flows.mitm", tmp_path / "flows.har"
     recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
                       vcr_mode="record", flow_detail=flow_detail,
-                      save_stream_file=str(flows)).start()
+                      save_stream_file=str(flows), hardump=str(har)).start()
     try:
         with recording.client() as client:
             _leaky_requests(client)
-        recorded(recording.cassettes / "default.yaml", 5)
+        recorded(recording.cassettes / "default.yaml", LEAKY_REQUESTS)
     finally:
         recording.stop()
+    assert b"openrouter.ai" in har.read_bytes() or b"127.0.0.1" in har.read_bytes()
     replaying = Proxy(tmp_path, vcr_mode="replay", flow_detail=flow_detail).start()
     try:
         with replaying.client() as client:
@@ -239,10 +248,11 @@ def test_mitmdump_prints_and_saves_no_request_credential(tmp_path, upstream, flo
             assert secret not in output, (secret, output[-3000:])
     with open(flows, "rb") as handle:
         saved = list(io.FlowReader(handle).stream())
-    assert len(saved) == 5
+    assert len(saved) == LEAKY_REQUESTS
     for flow in saved:
-        request = flow.request
-        shown = repr(request.url) + repr(request.headers) + repr(request.get_content(strict=False))
+        shown = "".join(repr(part) for message in (flow.request, flow.response)
+                        for part in (message.url if message is flow.request else message.status_code,
+                                     message.headers, message.get_content(strict=False)))
         for secret in SECRETS:
             assert secret not in shown, (secret, shown[:500])
     _no_secret_on_disk(tmp_path, skip_logs=True)
@@ -267,7 +277,7 @@ def test_debug_verbosity_logs_no_credential(tmp_path, upstream):
     try:
         with proxy.client() as client:
             _leaky_requests(client)
-        recorded(proxy.cassettes / "default.yaml", 5)
+        recorded(proxy.cassettes / "default.yaml", LEAKY_REQUESTS)
     finally:
         proxy.stop()
     output = proxy.output()
