@@ -13,7 +13,7 @@ import pytest
 from ..proxy import Proxy
 from ..test_cli import _cli
 from ..test_record import recorded
-from ..upstream import Upstream, make_certificate
+from .test_secrets import upstream  # noqa: F401  (the module's HTTPS upstream)
 
 try:
     from compression import zstd
@@ -47,15 +47,6 @@ def _payload(case: str, content: str = "hi") -> bytes:
     return json.dumps({"model": "m", "api_key": FIELD_SECRET, "case": case,
                        "metadata": {"note": f"key {PROJECT_KEY}"},
                        "messages": [{"role": "user", "content": content}]}).encode()
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    cert, key = make_certificate(tmp_path_factory.mktemp("cert"))
-    server = Upstream(cert, key).start()
-    server.cert = cert
-    yield server
-    server.stop()
 
 
 def _no_secret_on_disk(folder, skip_logs: bool = False) -> None:
@@ -220,20 +211,26 @@ def _leaky_requests(client) -> None:
     client.get("https://openrouter.ai/status/401")
 
 
+def _record_leaky(tmp_path, upstream, **options) -> Proxy:
+    """A recording proxy (stopped) through which the leaky requests went."""
+    proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
+                  vcr_mode="record", **options).start()
+    try:
+        with proxy.client() as client:
+            _leaky_requests(client)
+        recorded(proxy.cassettes / "default.yaml", LEAKY_REQUESTS)
+    finally:
+        proxy.stop()
+    return proxy
+
+
 @pytest.mark.parametrize("flow_detail", ["1", "2", "3", "4"])
 def test_mitmdump_prints_and_saves_no_credential(tmp_path, upstream, flow_detail):
     from mitmproxy import io
 
     flows, har = tmp_path / "flows.mitm", tmp_path / "flows.har"
-    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                      vcr_mode="record", flow_detail=flow_detail,
-                      save_stream_file=str(flows), hardump=str(har)).start()
-    try:
-        with recording.client() as client:
-            _leaky_requests(client)
-        recorded(recording.cassettes / "default.yaml", LEAKY_REQUESTS)
-    finally:
-        recording.stop()
+    recording = _record_leaky(tmp_path, upstream, flow_detail=flow_detail,
+                              save_stream_file=str(flows), hardump=str(har))
     assert b"openrouter.ai" in har.read_bytes() or b"127.0.0.1" in har.read_bytes()
     replaying = Proxy(tmp_path, vcr_mode="replay", flow_detail=flow_detail).start()
     try:
@@ -272,15 +269,7 @@ def test_proxy_debug_is_refused_in_one_line(tmp_path, launcher):
 
 
 def test_debug_verbosity_logs_no_credential(tmp_path, upstream):
-    proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                  vcr_mode="record", termlog_verbosity="debug", flow_detail="4").start()
-    try:
-        with proxy.client() as client:
-            _leaky_requests(client)
-        recorded(proxy.cassettes / "default.yaml", LEAKY_REQUESTS)
-    finally:
-        proxy.stop()
-    output = proxy.output()
+    output = _record_leaky(tmp_path, upstream, termlog_verbosity="debug", flow_detail="4").output()
     for secret in SECRETS:
         assert secret not in output, (secret, output[-3000:])
 
