@@ -236,6 +236,10 @@ class ControlEndpoint:
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass  # the test runner went away, or sent a line over the limit
+        except asyncio.CancelledError:
+            # The proxy is stopping with a runner still connected. Ended as a cancelled task,
+            # Python 3.12.0-3.12.1's start_unix_server callback prints a traceback for it.
+            pass
         finally:
             self.listeners.discard(writer)
             writer.close()
