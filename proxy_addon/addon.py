@@ -19,8 +19,9 @@ try:
 except ImportError:  # loaded by `mitmdump -s` from a checkout: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mitmproxy import ctx, exceptions, http  # noqa: E402
-from mitmproxy.proxy import layers  # noqa: E402
+from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
+from mitmproxy.proxy import commands, events, layer, layers, mode_specs  # noqa: E402
+from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import display, filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
@@ -45,6 +46,11 @@ log = logging.getLogger("vcr-proxy")
 MODES = ("once", "replay", "record", "new-episodes", "passthrough")
 CASSETTE_HEADER = "X-Vcr-Cassette"
 
+# `mitmdump -s proxy_addon/addon.py` loads this file under mitmproxy's own module name.
+LOADED_AS_SCRIPT = __name__.startswith("__mitmproxy_script__")
+# Where the proxy listens when listen_host is not given (mitmproxy's own default is everywhere).
+LOOPBACK = "127.0.0.1"
+
 
 def cassette_path(folder: Path, name: str) -> Path:
     """The file for cassette `name` (relative to `folder`, `.yaml` added); ValueError if
@@ -64,6 +70,46 @@ def cassette_path(folder: Path, name: str) -> Path:
     if not path.resolve().is_relative_to(root):
         raise ValueError(f"cassette name {name!r} leads outside {folder} (through a symlink)")
     return path
+
+
+# The mitmproxy modes whose traffic replay answers itself: HTTP(S) requests, however they
+# arrive. Every other mode (reverse:tcp/udp/tls/dtls/dns/quic/http3, dns, wireguard,
+# transparent, tun) relays raw bytes or resolves names through the system's resolver, past the
+# request hook where replay answers: in replay mode that would reach the network.
+_ANSWERED_MODES = (mode_specs.RegularMode, mode_specs.UpstreamMode, mode_specs.Socks5Mode,
+                   mode_specs.LocalMode)
+_ANSWERED_REVERSE = ("http", "https")
+
+
+# Modes whose client connections carry a sockname that is not a listener's address: the
+# original destination (transparent, local, tun) or one inside the tunnel (wireguard).
+_ADDRESSED_ELSEWHERE = (mode_specs.TransparentMode, mode_specs.LocalMode,
+                        mode_specs.WireGuardMode, mode_specs.TunMode)
+
+
+def unanswered_modes(specs) -> list[str]:
+    """The mode specs (mitmproxy's `mode` option) that replay mode cannot keep off the network."""
+    found = []
+    for spec in specs:
+        try:
+            mode = mode_specs.ProxyMode.parse(spec)
+        except ValueError:
+            continue  # mitmproxy's own check names it
+        if isinstance(mode, _ANSWERED_MODES) or (isinstance(mode, mode_specs.ReverseMode)
+                                                 and mode.scheme in _ANSWERED_REVERSE):
+            continue
+        found.append(spec)
+    return found
+
+
+def replay_mode_problem(specs) -> str | None:
+    """Why replay mode cannot run with mitmproxy modes `specs`, in one line, or None."""
+    found = unanswered_modes(specs)
+    if not found:
+        return None
+    return (f"{', '.join(found)} relays raw TCP, UDP or DNS to the network, which replay "
+            "mode never does; replay answers HTTP(S) only: use the regular, upstream:URL, socks5, "
+            "local or reverse:http(s)://HOST modes, or another vcr_mode")
 
 
 def control_socket_problem(path: str) -> str | None:
@@ -94,6 +140,9 @@ class VcrProxy:
         self.speed = 1.0
         self.session = Session()
         self.loopback_forced = False
+        self.rebinding: asyncio.Task | None = None
+        self.configured = False  # once a configure succeeded
+        self.configuring = 0
         self.flows_shown = True
         self.control_server = None
         self.failed_to_start = False
@@ -155,7 +204,36 @@ class VcrProxy:
                           "one again instead of answering with a miss.")
 
     def configure(self, updated: set[str]) -> None:
+        # Options set below (listen_host...) call configure again from inside this one.
+        self.configuring += 1
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as error:
+            if self.configured or not LOADED_AS_SCRIPT:
+                raise
+            # mitmdump prints what a script's first configure raises with a traceback
+            # (addons/script.py's script_error_handler): the one line instead, once (the
+            # outermost call meets the same error). An error logged while it starts makes
+            # mitmdump exit with status 1 (its errorcheck addon).
+            if self.configuring == 1:
+                log.error(f"vcr-proxy: {error}")
+            return
+        finally:
+            self.configuring -= 1
+        if not self.configuring:
+            self.configured = True
+            if self.loopback_forced and self.rebinding is None:
+                # Not before the options are known good: mitmdump exits at once on a bad one,
+                # and a server start then still under way can crash its exit (mitmproxy_rs's UDP).
+                self._rebind_to_loopback_soon()
+
+    def _configure(self, updated: set[str]) -> None:
         options = ctx.options
+        # Listen on loopback unless told otherwise (mitmproxy's own default is every interface),
+        # first of all: a bad option below still leaves mitmdump starting up for a moment.
+        if not options.listen_host:
+            self.loopback_forced = True  # client_connected refuses what arrives elsewhere
+            options.listen_host = LOOPBACK
         if options.vcr_mode not in MODES:
             raise exceptions.OptionsError(f"vcr_mode: unknown mode {options.vcr_mode!r}; "
                                           f"choose one of {', '.join(MODES)}")
@@ -166,10 +244,17 @@ class VcrProxy:
             raise exceptions.OptionsError(f"vcr_layout: unknown layout {options.vcr_layout!r}; "
                                           f"choose one of {', '.join(LAYOUTS)}")
         if options.vcr_upstream:
-            parts = urlsplit(options.vcr_upstream)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                parts = urlsplit(options.vcr_upstream)
+                parts.port  # noqa: B018  (raises ValueError for a port out of range)
+            except ValueError:  # 'https://[::1': an unclosed bracket
+                parts = None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise exceptions.OptionsError(f"vcr_upstream: {options.vcr_upstream!r} is not "
                                               "an http(s) URL like https://127.0.0.1:8443")
+        if "vcr_dir" in updated and os.path.exists(options.vcr_dir) and not os.path.isdir(options.vcr_dir):
+            raise exceptions.OptionsError(f"vcr_dir: {options.vcr_dir} is not a folder; give the "
+                                          "folder that holds the cassettes (made if missing)")
         try:
             cassette_path(Path(options.vcr_dir), options.vcr_cassette)
         except ValueError as error:
@@ -200,6 +285,12 @@ class VcrProxy:
             raise exceptions.OptionsError(
                 "allow_hosts/ignore_hosts/tcp_hosts: vcr-proxy decides which hosts are intercepted; "
                 "use vcr_hosts (hosts to record) and vcr_passthrough_hosts (hosts never touched)")
+        # Checked in every configure: `mode` may change at runtime, and so may the mode of a
+        # control selection (self.mode).
+        if self.mode == "replay":
+            problem = replay_mode_problem(options.mode)
+            if problem:
+                raise exceptions.OptionsError(f"mode: {problem}")
         if options.stream_large_bodies:
             # mitmproxy would send a large request upstream before it is matched or recorded,
             # in replay mode too. Responses need no option: streams already pass through live.
@@ -225,10 +316,6 @@ class VcrProxy:
             self.recorder.forget()
             self.replays.clear()
             self.decisions.clear()
-        # Listen on loopback unless told otherwise (mitmproxy's own default is every interface).
-        if not options.listen_host:
-            options.listen_host = "127.0.0.1"
-            self.loopback_forced = True
         # Connect upstream only when a request needs it: a rerouted or offline host must not
         # be dialled just because a client opened a tunnel to it.
         if options.connection_strategy != "lazy":
@@ -244,6 +331,11 @@ class VcrProxy:
 
     def report(self) -> dict:
         return self.session.report(ctx.options.vcr_cassette, ctx.options.vcr_mode)
+
+    @staticmethod
+    def replay_problem() -> str | None:
+        """Why this proxy cannot switch to replay mode (its mitmproxy modes), or None."""
+        return replay_mode_problem(ctx.options.mode)
 
     def cassette_for(self, name: str) -> Path:
         """The checked path of cassette `name`, remembered: requests name the same few."""
@@ -270,8 +362,6 @@ class VcrProxy:
         await self.player.server.start()
         if ctx.options.vcr_control_socket:
             await self._serve_control_socket(ctx.options.vcr_control_socket)
-        if self.loopback_forced:
-            await self._rebind_to_loopback()
         if ctx.options.vcr_parent_pid and self.parent_watch is None:
             self.parent_watch = asyncio.create_task(self._exit_with_parent(ctx.options.vcr_parent_pid))
 
@@ -295,18 +385,65 @@ class VcrProxy:
             self.failed_to_start = True
             ctx.master.shutdown()
 
-    @staticmethod
-    async def _rebind_to_loopback() -> None:
-        # mitmdump loads scripts while it brings its servers up, so they may already listen on
-        # every interface by the time configure() set listen_host: start them again.
-        from mitmproxy.proxy import mode_specs
+    # -- listening on loopback only --
+    #
+    # `mitmdump -s proxy_addon/addon.py` starts its servers before it loads the script: when the
+    # script's configure() sets listen_host, the server's start has already read the empty one
+    # (every interface) and is waiting for getaddrinfo to bind it; nothing in mitmproxy's API
+    # reaches that start, so a script cannot make mitmdump bind once on loopback. Instead the
+    # addon starts the servers again on loopback as soon as that start is over (waiting on the
+    # servers' own lock), and meanwhile refuses, unanswered, every client connection that
+    # arrives on another local address (client_connected), and closes any accepted before the
+    # script loaded (none with mitmdump 12, which loads it before the bind completes).
 
-        proxyserver = ctx.master.addons.get("proxyserver")
-        if proxyserver is None or not any(address[0] in ("", "0.0.0.0", "::")
-                                          for address in proxyserver.listen_addrs()):
-            return
-        await proxyserver.servers.update([])
-        await proxyserver.servers.update([mode_specs.ProxyMode.parse(m) for m in ctx.options.mode])
+    def _rebind_to_loopback_soon(self) -> None:
+        master = getattr(ctx, "master", None)
+        proxyserver = master.addons.get("proxyserver") if master is not None else None
+        if proxyserver is None or not (proxyserver.servers.is_updating or len(proxyserver.servers)):
+            return  # no server yet: the first start reads listen_host as set now
+        self._close_outside_loopback(proxyserver)
+        self.rebinding = asyncio.ensure_future(self._rebind_to_loopback(proxyserver))
+
+    async def _rebind_to_loopback(self, proxyserver) -> None:
+        modes = [mode_specs.ProxyMode.parse(m) for m in ctx.options.mode]
+        # Waits for a start under way (it holds the servers' lock), and changes nothing itself:
+        # the modes are those being started.
+        await proxyserver.servers.update(modes)
+        if any(address[0] in ("", "0.0.0.0", "::") for address in proxyserver.listen_addrs()):
+            await proxyserver.servers.update([])
+            await proxyserver.servers.update(modes)
+        self._close_outside_loopback(proxyserver)
+
+    def _close_outside_loopback(self, proxyserver) -> None:
+        """Close the client connections, already accepted, that came in on an address other
+        than loopback while listen_host was forced to it."""
+        for handler in list(proxyserver.connections.values()):
+            client = handler.client
+            if self._outside_loopback(client):
+                self._refuse(client)
+                io = handler.transports.get(client)
+                if io is not None and io.writer is not None:
+                    io.writer.close()
+
+    def _outside_loopback(self, client: connection.Client) -> bool:
+        """Whether `client` reached a server that listened beyond loopback only because
+        listen_host was not yet forced to it when the server started."""
+        if not self.loopback_forced or not client.sockname:
+            return False
+        mode = client.proxy_mode
+        if mode.custom_listen_host is not None or isinstance(mode, _ADDRESSED_ELSEWHERE):
+            return False  # an address given in the mode, or a sockname that is no listener's
+        return str(client.sockname[0]).removeprefix("::ffff:") != LOOPBACK
+
+    def client_connected(self, client: connection.Client) -> None:
+        if self._outside_loopback(client):
+            self._refuse(client)  # the error makes mitmproxy close it before reading from it
+
+    @staticmethod
+    def _refuse(client: connection.Client) -> None:
+        client.error = f"vcr-proxy: the proxy listens on {LOOPBACK} only"
+        log.warning(f"vcr-proxy: refused a connection to {format_address(client.sockname)}: the "
+                    f"proxy listens on {LOOPBACK} only (set listen_host to listen elsewhere)")
 
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
@@ -329,8 +466,17 @@ class VcrProxy:
 
     def next_layer(self, nextlayer) -> None:
         """A tunnel (CONNECT) to a host this proxy does not handle is passed on untouched, so
-        its certificate needs no trust in mitmproxy's CA; any other is opened up."""
+        its certificate needs no trust in mitmproxy's CA; any other is opened up. In replay
+        mode UDP is closed: nothing answers it from a cassette."""
         context = nextlayer.context
+        if context.client.transport_protocol == "udp" and self.mode == "replay":
+            # Local mode carries UDP (DNS, QUIC) and reverse:https listens for QUIC too; relayed,
+            # it would reach the network.
+            log.info(f"vcr-proxy: closed UDP from {format_address(context.client.peername)} to "
+                     f"{format_address(context.server.address)}: replay mode answers HTTP(S) over "
+                     "TCP only")
+            nextlayer.layer = _Closed(context)
+            return
         address = context.server.address
         if address is None or context.client.tls_established:
             return  # no target yet, or decided when the tunnel opened
@@ -540,6 +686,14 @@ class VcrProxy:
         if self.flows_shown:
             display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
+
+
+class _Closed(layer.Layer):
+    """Closes the client's connection at once and relays nothing."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            yield commands.CloseConnection(self.context.client)
 
 
 def request_view(flow: http.HTTPFlow) -> RequestView:

@@ -18,6 +18,7 @@ from .durations import format_duration
 from .credentials import cassette_findings, redact_cassette
 from .inspection import describe, summarize
 from .errors import CassetteError
+from .files import CASSETTE_ADVICE, read_regular, regular_problem
 from .persisters.filesystem import write_atomic
 from .serializers.emitter import LAYOUTS, Layout
 
@@ -25,17 +26,29 @@ CASSETTE_SUFFIXES = (".yaml", ".yml")
 
 
 def cassette_files(paths: tuple[str, ...]) -> tuple[list[Path], list[str]]:
-    """The cassette files named by `paths` (folders searched recursively), and problems."""
+    """The cassette files named by `paths` (folders searched recursively), and problems.
+
+    A FIFO, device or socket (named, or a cassette name in a folder) is a problem here, by
+    its type: opening one to read it could wait forever.
+    """
     files: list[Path] = []
     problems: list[str] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in CASSETTE_SUFFIXES
-                           and p.is_file() and not p.name.startswith("."))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
+            for found in sorted(p for p in path.rglob("*") if p.suffix in CASSETTE_SUFFIXES
+                                and not p.name.startswith(".") and p.exists() and not p.is_dir()):
+                problem = regular_problem(found)
+                if problem:
+                    problems.append(f"{found}: {problem}; {CASSETTE_ADVICE}")
+                else:
+                    files.append(found)
+        elif path.exists():
+            problem = regular_problem(path)
+            if problem:
+                problems.append(f"{name}: {problem}; {CASSETTE_ADVICE}")
+            else:
+                files.append(path)
         else:
             problems.append(f"{name}: no such file or folder")
     return files, problems
@@ -144,17 +157,18 @@ def show(as_json: bool, raw: bool, cassette: str) -> None:
 
     try:
         loaded = load(cassette)
+        # Cassette text is untrusted: control characters are printed visibly (escape_controls),
+        # and in JSON DEL and C1 controls are escaped too (json.dumps escapes C0 only).
+        if not raw:
+            # The sidecar is read here: one that is a FIFO or a device is an error too.
+            if as_json:
+                click.echo(_json_text(transcript_json(Path(cassette), loaded)))
+            else:
+                click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded))))
+            return
     except CassetteError as error:
         _report([str(error)])
         sys.exit(1)
-    # Cassette text is untrusted: control characters are printed visibly (escape_controls), and
-    # in JSON DEL and C1 controls are escaped too (json.dumps escapes C0 only).
-    if not raw:
-        if as_json:
-            click.echo(_json_text(transcript_json(Path(cassette), loaded)))
-        else:
-            click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded))))
-        return
     if as_json:
         click.echo(_json_text({"cassette": cassette, "layout": loaded.layout.name,
                                "interactions": [describe(i) for i in loaded.interactions]}))
@@ -248,7 +262,10 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
         sys.exit(2)
     if old_path.is_dir():
         def relative(root):
-            files, _ = cassette_files((str(root),))
+            files, problems = cassette_files((str(root),))
+            if problems:  # a FIFO or a device named like a cassette
+                _report(problems)
+                sys.exit(2)
             return {str(f.relative_to(root)): f for f in files}
         olds, news = relative(old_path), relative(new_path)
         names = sorted(set(olds) | set(news))
@@ -306,7 +323,14 @@ def fmt(check_only: bool, layout: str | None, paths: tuple[str, ...]) -> None:
     problems: list[str] = []
     changed = []
     for path, cassette in loaded_cassettes(paths, problems):
-        original = path.read_bytes()
+        try:  # read again: a FIFO swapped in since it loaded must not block
+            original = read_regular(path, advice=CASSETTE_ADVICE)
+        except CassetteError as error:
+            problems.append(str(error))
+            continue
+        except OSError as error:
+            problems.append(f"{path}: cannot read: {error.strerror}")
+            continue
         formatted = cassette.dumps(target).encode("utf-8")
         if formatted == original:
             continue
@@ -331,6 +355,15 @@ def _proxy_address_options(function):
                         help="The proxy's port.")(function)
 
 
+def _variables(listen_host: str, port: int, confdir: str | None) -> dict[str, str]:
+    folder = Path(confdir).expanduser() if confdir else default_confdir()
+    try:
+        return variables(listen_host, port, folder)
+    except CassetteError as error:  # a confdir that is a file, or holds a FIFO
+        _report([f"vcr-proxy: {error}"])
+        sys.exit(1)
+
+
 @main.command()
 @_proxy_address_options
 @click.option("--shell", "shell", type=click.Choice(SHELLS), default="bash", show_default=True,
@@ -343,8 +376,7 @@ def env(port, listen_host, confdir, shell):
     CA, created if missing) in SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
     NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO.
     """
-    folder = Path(confdir).expanduser() if confdir else default_confdir()
-    click.echo(exports(variables(listen_host, port, folder), shell), nl=False)
+    click.echo(exports(_variables(listen_host, port, confdir), shell), nl=False)
 
 
 @main.command()
@@ -352,8 +384,7 @@ def env(port, listen_host, confdir, shell):
 def shell(port, listen_host, confdir):
     """Start a subshell whose clients go through the proxy (exit it to leave)."""
 
-    folder = Path(confdir).expanduser() if confdir else default_confdir()
-    environment = dict(os.environ, **variables(listen_host, port, folder), VCR_PROXY_SHELL="1")
+    environment = dict(os.environ, **_variables(listen_host, port, confdir), VCR_PROXY_SHELL="1")
     program = os.environ.get("SHELL", "/bin/sh")
     click.echo(f"vcr-proxy shell: clients go through http://{listen_host}:{port}; exit to leave",
                err=True)

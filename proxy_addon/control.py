@@ -182,6 +182,11 @@ class ControlEndpoint:
                 fault = parse_fault_field(body)
             except (ControlError, ValueError) as error:
                 return 400, _error(400, f"vcr-proxy control: {error}")
+            # A mode that relays raw TCP, UDP or DNS would leak past replay (the addon refuses
+            # it at start for vcr_mode=replay, and here for a switch to it).
+            problem = proxy.replay_problem() if mode == "replay" else None
+            if problem:
+                return 400, _error(400, f"vcr-proxy control: replay mode refused: mode {problem}")
             previous = None
             if proxy.session.cassette is not None:
                 previous = await self._closing_report()
@@ -236,6 +241,10 @@ class ControlEndpoint:
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass  # the test runner went away, or sent a line over the limit
+        except asyncio.CancelledError:
+            # The proxy is stopping with a runner still connected. Ended as a cancelled task,
+            # Python 3.12.0-3.12.1's start_unix_server callback prints a traceback for it.
+            pass
         finally:
             self.listeners.discard(writer)
             writer.close()

@@ -11,6 +11,9 @@ import shlex
 import ssl
 from pathlib import Path
 
+from .errors import CassetteError
+from .files import read_regular, regular_problem
+
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
                 "GIT_SSL_CAINFO")
 SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
@@ -22,15 +25,39 @@ def default_confdir() -> Path:
     return Path(os.environ.get("VCR_PROXY_CONFDIR") or "~/.mitmproxy").expanduser()
 
 
+# The files of `confdir` that vcr-proxy or mitmproxy read (mitmproxy opens them the ordinary
+# way, so a FIFO there would block it for good, before it listens).
+CA_FILES = ("mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "mitmproxy-dhparam.pem", BUNDLE_NAME)
+
+
+def check_confdir(confdir: Path) -> None:
+    """CassetteError (one line naming the file) if `confdir` cannot be mitmproxy's CA folder:
+    something other than a folder, or holding a FIFO or a device where a CA file goes."""
+    if confdir.exists() and not confdir.is_dir():
+        raise CassetteError(confdir, "is not a folder; give a folder for mitmproxy's CA with "
+                            "--confdir (it is made if missing)")
+    for name in CA_FILES:
+        problem = regular_problem(confdir / name)
+        if problem:
+            raise CassetteError(confdir / name, f"{problem}; mitmproxy's CA is kept there: "
+                                "remove it, or give another folder with --confdir")
+
+
 def ensure_ca(confdir: Path) -> Path:
     """mitmproxy's CA certificate in `confdir`; if missing, created with the files mitmproxy
-    would write, but with an ECDSA P-256 key (create_ca)."""
+    would write, but with an ECDSA P-256 key (create_ca). CassetteError (one line) for a
+    confdir that cannot be used (check_confdir, or one that cannot be made)."""
+    check_confdir(confdir)
     certificate = confdir / "mitmproxy-ca-cert.pem"
     if certificate.exists():
         return certificate
     import fcntl
 
-    confdir.mkdir(parents=True, exist_ok=True)
+    try:
+        confdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CassetteError(confdir, f"cannot be made ({error.strerror}); give a folder you "
+                            "can write for mitmproxy's CA with --confdir") from None
     # xdist workers start together: one creates the CA, the others wait and use it.
     descriptor = os.open(confdir / ".vcr-proxy-ca.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
@@ -106,10 +133,10 @@ def ca_bundle(confdir: Path) -> Path:
     """The system roots plus mitmproxy's CA, rewritten when either changed."""
     from .persisters.filesystem import write_atomic
 
-    ca = ensure_ca(confdir).read_bytes()
+    ca = read_regular(ensure_ca(confdir))
     data = system_roots().rstrip(b"\n") + b"\n" + ca
     bundle = confdir / BUNDLE_NAME
-    if not bundle.exists() or bundle.read_bytes() != data:
+    if not bundle.exists() or read_regular(bundle) != data:
         write_atomic(bundle, data)
     return bundle
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class CassetteError(Exception):
-    """A cassette that cannot be read or written: `path:line: problem`."""
+    """A cassette (or a file beside it, or mitmproxy's CA folder) that cannot be read or
+    written: `path:line: problem`."""
 
     def __init__(self, path: str, problem: str, line: int | None = None):
         self.path, self.problem, self.line = str(path), problem, line

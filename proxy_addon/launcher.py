@@ -31,10 +31,15 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
 
     from .addon import VcrProxy
     from .devshell import ensure_ca
+    from .errors import CassetteError
 
     vcr = VcrProxy()
     opts = fresh_options()
-    ensure_ca(Path(opts.confdir).expanduser())  # before mitmproxy would make an RSA one
+    try:
+        ensure_ca(Path(opts.confdir).expanduser())  # before mitmproxy would make an RSA one
+    except CassetteError as error:  # a confdir that is a file, or holds a FIFO
+        click.echo(f"vcr-proxy: {error}", err=True)
+        return 2
     # `--set onboarding=false` (the pytest plugin's): no http://mitm.it, and no Flask to import.
     onboarding = settings.get("onboarding", "true").lower() not in ("false", "off", "no", "0")
     if not onboarding:

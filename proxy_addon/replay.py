@@ -71,7 +71,11 @@ class ReplayCassette:
             return
         self.cassette, self.stamp, self.failed_stamp, self.error = cassette, stamp, None, None
         self.index = None
-        self.timings = read_sidecar(sidecar_path(self.path))
+        try:
+            self.timings = read_sidecar(sidecar_path(self.path))
+        except CassetteError as error:  # a FIFO or a device there: refused, never waited on
+            self.timings = {}
+            log.error(f"vcr-proxy: {error}; replaying {self.path.name} without its event timing")
         self.used &= {i.id for i in cassette.interactions}
 
     def find(self, matcher: Matcher, request: IncomingRequest) -> tuple[Interaction | None, int]:

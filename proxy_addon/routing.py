@@ -19,9 +19,13 @@ import functools
 import mmap
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import CassetteError
+from .files import open_regular
 
 CONTROL_HOST = "vcr-proxy.control"
 
@@ -183,8 +187,10 @@ def hosts_in_cassette(data: bytes) -> set[str]:
 def _hosts_in_file(path: str, size: int) -> set[str]:
     if not size:
         return set()
-    # Mapped, not read: a cassette folder may hold hundreds of megabytes.
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    # Mapped, not read: a cassette folder may hold hundreds of megabytes. Opened as a regular
+    # file only: a FIFO swapped in since the stat must not block the proxy.
+    with os.fdopen(open_regular(path), "rb") as handle, \
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return hosts_in_cassette(data)
 
 
@@ -217,11 +223,13 @@ class CassetteHosts:
                 path = os.path.join(root, name)
                 try:
                     status = os.stat(path)
+                    if not stat.S_ISREG(status.st_mode):
+                        continue  # a FIFO or a device names no host (and replay refuses it)
                     stamp = (status.st_mtime_ns, status.st_size, status.st_ino)
                     known = self._files.get(path)
                     if known is None or known[0] != stamp:
                         known = (stamp, _hosts_in_file(path, status.st_size))
-                except OSError:
+                except (OSError, CassetteError):
                     continue
                 seen[path] = known
         self._files = seen

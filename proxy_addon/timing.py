@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .files import read_regular
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
@@ -36,6 +39,9 @@ class Timing:
 def body_hash(body: bytes | str) -> str:
     data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+SIDECAR_ADVICE = "vcr-proxy keeps the cassette's event timing there: remove it"
 
 
 def sidecar_path(cassette: Path) -> Path:
@@ -76,11 +82,15 @@ def _ms(value) -> float:
 def read_sidecar(path: Path) -> dict[int, Timing]:
     """Timings by interaction id; unreadable lines (a torn last line after a crash) skipped,
     and so are lines whose values are not what recording writes: an id that is not an integer,
-    a time that is not a finite number of milliseconds from 0 to a week, events_ms not a list."""
+    a time that is not a finite number of milliseconds from 0 to a week, events_ms not a list.
+    CassetteError if something other than a regular file is there."""
     timings: dict[int, Timing] = {}
+    if os.path.isdir(path):  # a folder cannot block a read: ignored, as a missing sidecar is
+        return timings
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):  # missing, a folder, unreadable
+        # A FIFO or a device in its place is a CassetteError (one line), not a hang.
+        lines = read_regular(path, advice=SIDECAR_ADVICE).decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # missing, unreadable
         return timings
     for line in lines:
         try:

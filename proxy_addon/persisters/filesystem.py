@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..cassette import Cassette, Interaction, load, loads, write_interaction
 from ..errors import CassetteError
+from ..files import CASSETTE_ADVICE, NotRegularFile, file_kind, not_regular, open_regular
 from ..serializers.emitter import Layout
 from ..timing import Timing, sidecar_path
 
@@ -83,6 +84,8 @@ def save(cassette: Cassette, path: Path, layout: Layout | None = None) -> None:
     if path.exists():
         try:
             load(path)
+        except NotRegularFile:
+            raise  # says what to do itself
         except CassetteError as error:
             raise CassetteError(path, f"refusing to overwrite a file that does not load "
                                 f"({error.problem}); move it away first", error.line) from None
@@ -94,17 +97,20 @@ log = logging.getLogger("vcr-proxy")
 # A side file: opened where it is, never through a symlink, and never one with another name
 # elsewhere (a hard link): recording must not write outside the cassette's folder.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _side_advice(cassette: Path) -> str:
+    return f"vcr-proxy keeps {cassette.name}'s bookkeeping there: remove it"
 
 
 def open_side_file(path: Path, flags: int, cassette: Path) -> int:
     """A descriptor for a file beside `cassette`, opened without following a symlink.
 
-    CassetteError (one line, naming the file) if it is a symlink or has other hard links;
-    nothing has been written then.
+    CassetteError (one line, naming the file) if it is a symlink, not a regular file (a FIFO
+    there is refused, not waited on) or has other hard links; nothing has been written then.
     """
     try:
-        descriptor = os.open(path, flags | _NOFOLLOW | _CLOEXEC, 0o644)
+        descriptor = open_regular(path, flags | _NOFOLLOW, advice=_side_advice(cassette))
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.EMLINK) or (error.errno == errno.EEXIST
                                                          and os.path.islink(path)):
@@ -112,9 +118,6 @@ def open_side_file(path: Path, flags: int, cassette: Path) -> int:
         raise
     try:
         info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise CassetteError(path, f"is not a regular file, and vcr-proxy keeps {cassette.name}'s "
-                                "bookkeeping there; remove it")
         if info.st_nlink > 1:
             raise CassetteError(path, f"has {info.st_nlink - 1} other hard link(s), so writing "
                                 "it would change a file elsewhere; remove it (vcr-proxy recreates it)")
@@ -129,9 +132,17 @@ def _symlink_error(path: Path, cassette: Path) -> CassetteError:
                          "through one (it could overwrite a file outside the folder): remove it")
 
 
-def refuse_symlink(path: Path, cassette: Path) -> None:
-    if os.path.islink(path):
+def refuse_odd_file(path: Path, cassette: Path) -> None:
+    """CassetteError if a side file of `cassette` that is about to be replaced or opened is a
+    symlink, or something other than a regular file (a FIFO, a device, a folder)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
         raise _symlink_error(path, cassette)
+    if not stat.S_ISREG(info.st_mode):
+        raise not_regular(path, file_kind(info.st_mode), _side_advice(cassette))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -218,7 +229,7 @@ class CassetteWriter:
     def _locked(self):
         """This process's and every other's exclusive hold on the cassette."""
         for side in (self.marker, self.sidecar):
-            refuse_symlink(side, self.path)
+            refuse_odd_file(side, self.path)
         while True:
             self.folder.mkdir(parents=True, exist_ok=True)
             descriptor = open_side_file(self.lockfile, os.O_RDWR | os.O_CREAT, self.path)
@@ -268,6 +279,8 @@ class CassetteWriter:
     def _load_whole(self, state, doing: str) -> Cassette:
         try:
             cassette = load(self.path)
+        except NotRegularFile:
+            raise  # says what to do itself
         except CassetteError as error:
             raise CassetteError(self.path, f"refusing to {doing} a cassette that does not "
                                 f"load ({error.problem}); move it away first", error.line) from None
@@ -314,7 +327,7 @@ class CassetteWriter:
             return
         if self.count == 0:
             raise _Stale  # an empty cassette is only ever replaced, never appended to
-        with open(self.path, "rb") as stream:
+        with _open_cassette(self.path, os.O_RDONLY, "rb") as stream:
             stream.seek(start)
             tail = stream.read(end - start)
         try:
@@ -347,7 +360,7 @@ class CassetteWriter:
                 load(self.path)
             except CassetteError:
                 if self.path.exists() and self.path.stat().st_size > size:
-                    with open(self.path, "r+b") as stream:
+                    with _open_cassette(self.path, os.O_RDWR, "r+b") as stream:
                         stream.truncate(size)
                         os.fsync(stream.fileno())
         self.marker.unlink(missing_ok=True)
@@ -466,7 +479,7 @@ class CassetteWriter:
 
     def _write_whole(self, interaction: Interaction, timing: Timing) -> None:
         cassette = Cassette(interactions=[interaction], layout=self.layout)
-        refuse_symlink(self.sidecar, self.path)
+        refuse_odd_file(self.sidecar, self.path)
         write_atomic(self.sidecar, (timing.to_json() + "\n").encode())
         write_atomic(self.path, cassette.write)
         if self.fresh:
@@ -480,7 +493,7 @@ class CassetteWriter:
             _write_all(marker, str(size).encode())
         finally:
             os.close(marker)
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | _CLOEXEC)
+        descriptor = open_regular(self.path, os.O_WRONLY | os.O_APPEND, advice=CASSETTE_ADVICE)
         try:
             write_interaction(interaction, self.layout, lambda data: _write_all(descriptor, data))
             os.fsync(descriptor)
@@ -499,6 +512,12 @@ class CassetteWriter:
             os.close(sidecar)
 
 
+def _open_cassette(path: Path, flags: int, mode: str):
+    """The cassette file as a stream; CassetteError if a FIFO or a device took its place
+    since it was loaded (which would otherwise block this thread, or read forever)."""
+    return os.fdopen(open_regular(path, flags, advice=CASSETTE_ADVICE), mode)
+
+
 class _Mismatch(Exception):
     pass
 
@@ -507,7 +526,7 @@ def _is_gos_bytes(cassette: Cassette, path: Path) -> bool:
     """Whether the file holds exactly what Go writes for `cassette`, compared piece by piece
     as it is serialized: a file that is not stops the comparison at its first difference
     (an aliased body is never written out hundreds of times just to find that out)."""
-    with open(path, "rb") as stream:
+    with _open_cassette(path, os.O_RDONLY, "rb") as stream:
         def compare(data: bytes) -> None:
             if stream.read(len(data)) != data:
                 raise _Mismatch

@@ -21,6 +21,7 @@ import yaml
 from ..cassette import VERSION, Cassette, Interaction, Request, Response
 from ..durations import DurationError, parse_duration
 from ..errors import CassetteError
+from ..files import CASSETTE_ADVICE, read_regular
 from .aliases import count_aliases
 from .emitter import DEFAULT_LAYOUT, LAYOUTS, Layout
 from .goresolve import BOOL, FLOAT, INT, NULL, STR, resolve
@@ -61,11 +62,10 @@ _FIRST_ITEM = re.compile(rb"^interactions:[ \t]*\r?\n(?:[ \t]*(?:#.*)?\r?\n)*( *
 
 def load_path(path: Path) -> Cassette:
     try:
-        data = path.read_bytes()
+        # A FIFO or a device where the cassette should be is refused, never waited on.
+        data = read_regular(path, advice=CASSETTE_ADVICE)
     except FileNotFoundError:
         raise CassetteError(path, "no such cassette file") from None
-    except IsADirectoryError:
-        raise CassetteError(path, "is a directory, not a cassette file") from None
     except OSError as error:
         raise CassetteError(path, f"cannot read: {error.strerror}") from None
     return load_text(data, str(path))

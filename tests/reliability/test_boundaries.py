@@ -55,3 +55,61 @@ def test_plain_mitmdump_with_the_addon_listens_on_loopback_only(tmp_path):
         assert local and all(address.startswith("127.0.0.1:") for address in local), sockets
     finally:
         proxy.stop()
+
+
+def test_nothing_beyond_loopback_is_answered_while_mitmdump_starts(tmp_path):
+    """`mitmdump -s proxy_addon/addon.py` without --listen-host binds its server on every
+    interface before it loads the script (which then forces loopback). 127.0.0.2 stands for
+    another interface: a socket bound to 127.0.0.1 does not accept there, a wildcard one does.
+    A client hammering it throughout start-up may see a connection accepted, but never an
+    answer on it: not from the control endpoint, not to a proxied request."""
+    import socket
+    import threading
+
+    proxy = Proxy(tmp_path, vcr_mode="replay")
+    proxy.args.remove("--listen-host")
+    proxy.args.remove("127.0.0.1")
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(socket.create_connection(("127.0.0.2", proxy.port), timeout=1))
+            except OSError:
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    proxy.start()
+    try:
+        deadline = time.monotonic() + 10
+        while f"listening at 127.0.0.1:{proxy.port}" not in proxy.output():
+            assert time.monotonic() < deadline, proxy.output()
+            time.sleep(0.05)
+        time.sleep(0.5)  # and a while after, for good measure
+        stop.set()
+        thread.join(10)
+        answers = []
+        requests = [b"GET http://vcr-proxy.control/status HTTP/1.1\r\nHost: vcr-proxy.control\r\n"
+                    b"X-Vcr-Control: 1\r\n\r\n",
+                    b"GET http://api.openai.com/v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n"]
+        for number, connection in enumerate(accepted):
+            with connection:
+                connection.settimeout(5)
+                try:
+                    connection.sendall(requests[number % 2])
+                    answers.append(connection.recv(4096))
+                except OSError:  # reset: refused
+                    answers.append(b"")
+        # The proxy itself answers on loopback.
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as own:
+            own.settimeout(5)
+            own.sendall(requests[0])
+            status = own.recv(4096)
+    finally:
+        stop.set()
+        proxy.stop()
+    assert all(answer == b"" for answer in answers), answers
+    assert status.startswith(b"HTTP/1.1 200"), status
+    assert "Traceback" not in proxy.output()

@@ -187,3 +187,166 @@ def test_passthrough_patterns_do_not_span_labels_and_hosts_must_agree(tmp_path, 
     assert deep.status_code == 404 and long_name.status_code == 400
     assert network.connections == []
     assert "Traceback" not in proxy.output()
+
+
+# -- mitmproxy modes that carry raw TCP, UDP or DNS (issue 19) --
+
+def _exit_of(proxy: Proxy, timeout: float = 30) -> tuple[int, str]:
+    """Run the proxy's command until it exits by itself: its status and output (a proxy still
+    running after `timeout` seconds fails the test instead)."""
+    import subprocess
+
+    proxy.folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(proxy.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               cwd=proxy.folder, start_new_session=True, text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the proxy started and kept running: {output[-2000:]}")
+    return process.returncode, output
+
+
+RAW_MODES = ["reverse:tcp://127.0.0.1:{port}", "reverse:udp://127.0.0.1:{port}",
+             "reverse:tls://127.0.0.1:{port}", "dns@{free}", "reverse:dns://127.0.0.1:{port}",
+             "wireguard@{free}", "transparent"]
+
+
+@LAUNCHERS
+@pytest.mark.parametrize("mode", RAW_MODES)
+def test_replay_refuses_modes_that_relay_raw_bytes_or_resolve_names(tmp_path, network, mode, launcher):
+    from ..upstream import free_port
+
+    spec = mode.format(port=network.port, free=free_port())
+    status, output = _exit_of(Proxy(tmp_path, vcr_mode="replay", mode=spec, launcher=launcher))
+    assert status != 0
+    assert "Traceback" not in output and "Addon error" not in output, output
+    lines = [line for line in output.splitlines() if "relays raw TCP, UDP or DNS" in line]
+    assert len(lines) == 1 and spec in lines[0], output
+    assert network.connections == []
+
+
+def test_a_control_selection_cannot_switch_a_raw_mode_to_replay(tmp_path, network):
+    import json
+    import socket
+    import time
+
+    control = tmp_path / "control.sock"
+    proxy = Proxy(tmp_path, vcr_mode="passthrough", vcr_control_socket=str(control))
+    proxy.args += ["--mode", "regular", "--mode", f"reverse:tcp://127.0.0.1:{network.port}@0"]
+    proxy.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not control.exists():  # made once the proxy runs
+            assert time.monotonic() < deadline, proxy.output()
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.settimeout(10)
+            raw.connect(str(control))
+            reader = raw.makefile("rb")
+
+            def call(body: dict) -> dict:
+                raw.sendall(json.dumps({"method": "POST", "path": "/cassette", "body": body}).encode() + b"\n")
+                return json.loads(reader.readline())
+
+            refused = call({"name": "t", "mode": "replay"})
+            accepted = call({"name": "t", "mode": "record"})
+            status = call({"name": "t"})
+    finally:
+        proxy.stop()
+    assert refused["status"] == 400, refused
+    message = refused["body"]["error"]["message"]
+    assert "replay mode refused" in message and "reverse:tcp://" in message and "\n" not in message
+    assert accepted["status"] == 200 and status["status"] == 200 and status["body"]["mode"] == "passthrough"
+    assert "Traceback" not in proxy.output()
+
+
+def _cassette_for(url: str, path) -> None:
+    interaction = Interaction(
+        id=0, request=Request(proto="HTTP/1.1", proto_major=1, proto_minor=1, url=url,
+                              method="POST", body='{"model": "m"}', content_length=14),
+        response=Response(proto="HTTP/2.0", proto_major=2, content_length=-1, body='{"ok": true}',
+                          headers={"Content-Type": ["application/json"]}, status="200 OK", code=200))
+    write_atomic(path, Cassette(interactions=[interaction]).dumps().encode())
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_replay_still_serves_a_reverse_http_proxy(tmp_path, network, scheme):
+    import ssl
+
+    import httpx
+
+    # The target is the stand-in network: replay answers from the cassette and never dials it.
+    _cassette_for(f"{scheme}://127.0.0.1:{network.port}/v1/chat/completions",
+                  tmp_path / "cassettes" / "default.yaml")
+    proxy = Proxy(tmp_path, vcr_mode="replay", mode=f"reverse:{scheme}://127.0.0.1:{network.port}").start()
+    try:
+        verify = ssl.create_default_context(cafile=proxy.ca) if scheme == "https" else True
+        if scheme == "https":
+            verify.check_hostname = False  # mitmproxy's certificate names the target, not 127.0.0.1
+        with httpx.Client(verify=verify, timeout=30, trust_env=False) as client:
+            response = client.post(f"{scheme}://127.0.0.1:{proxy.port}/v1/chat/completions",
+                                   json={"model": "m"})
+    finally:
+        proxy.stop()
+    assert response.status_code == 200 and response.json() == {"ok": True}, response.text
+    assert response.headers["X-Vcr-Proxy"].startswith("replayed ")
+    assert network.connections == []
+
+
+def test_replay_still_serves_a_socks5_proxy(tmp_path, network):
+    import subprocess
+
+    _cassette_for(CHAT, tmp_path / "cassettes" / "default.yaml")
+    proxy = Proxy(tmp_path, vcr_mode="replay", mode="socks5").start()
+    try:
+        result = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "--socks5-hostname", f"127.0.0.1:{proxy.port}",
+             "--cacert", str(proxy.ca), "-H", "Content-Type: application/json",
+             "-d", '{"model": "m"}', CHAT], capture_output=True, text=True, timeout=60)
+    finally:
+        proxy.stop()
+    assert result.returncode == 0 and result.stdout == '{"ok": true}', (result.stdout, result.stderr)
+    assert network.connections == []
+
+
+def test_replay_closes_udp_rather_than_relaying_it(tmp_path):
+    """reverse:https also listens for QUIC (local mode carries UDP too): in replay mode each
+    UDP flow is closed at once, and no QUIC handshake completes."""
+    import asyncio
+    import socket
+    import ssl
+    import time
+
+    from aioquic.asyncio import connect
+    from aioquic.quic.configuration import QuicConfiguration
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as target:
+        target.bind(("127.0.0.1", 0))
+        target.setblocking(False)
+        port = target.getsockname()[1]
+        proxy = Proxy(tmp_path, vcr_mode="replay", mode=f"reverse:https://127.0.0.1:{port}").start()
+        try:
+            async def handshake() -> bool:
+                configuration = QuicConfiguration(is_client=True, alpn_protocols=["h3"],
+                                                  server_name="openrouter.ai", verify_mode=ssl.CERT_NONE)
+                try:
+                    async with asyncio.timeout(5):
+                        async with connect("127.0.0.1", proxy.port, configuration=configuration,
+                                           wait_connected=True):
+                            return True
+                except (TimeoutError, ConnectionError):
+                    return False
+
+            completed = asyncio.run(handshake())
+            deadline = time.monotonic() + 10
+            while "closed UDP from" not in proxy.output():
+                assert time.monotonic() < deadline, proxy.output()
+                time.sleep(0.05)
+        finally:
+            proxy.stop()
+        with pytest.raises(BlockingIOError):
+            target.recvfrom(65535)
+    assert not completed
+    assert "Traceback" not in proxy.output()
