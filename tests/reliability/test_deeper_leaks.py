@@ -257,15 +257,12 @@ def test_mitmdump_prints_and_saves_no_credential(tmp_path, upstream, flow_detail
 
 @pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
 def test_proxy_debug_is_refused_in_one_line(tmp_path, launcher):
-    proxy = Proxy(tmp_path, proxy_debug="true", launcher=launcher)
-    try:
-        proxy.start()  # mitmdump may listen before it loads the addon, which then stops it
-    except RuntimeError:
-        pass
-    assert proxy.process.wait(20) != 0 or not launcher
-    output = proxy.output()
-    proxy.log.close()
-    assert "proxy_debug" in output and "Traceback" not in output, output
+    from .test_hermetic import _exit_of
+
+    status, output = _exit_of(Proxy(tmp_path, proxy_debug="true", launcher=launcher))
+    assert status != 0
+    assert "Traceback" not in output and "Addon error" not in output, output
+    assert len([line for line in output.splitlines() if "proxy_debug" in line]) == 1, output
 
 
 def test_debug_verbosity_logs_no_credential(tmp_path, upstream):
