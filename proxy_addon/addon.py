@@ -31,6 +31,7 @@ from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # no
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
+from proxy_addon.relays import TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
 from proxy_addon.routing import (  # noqa: E402
@@ -97,6 +98,7 @@ class VcrProxy:
         self.control_server = None
         self.failed_to_start = False
         self.parent_watch: asyncio.Task | None = None
+        self.relays = Relays()  # connections relayed untouched (tunnels, WebSockets)
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -218,6 +220,10 @@ class VcrProxy:
             self.recorder.forget()
             self.replays.clear()
             self.decisions.clear()
+        if {"vcr_mode", "vcr_hosts", "vcr_passthrough_hosts", "vcr_dir"} & updated:
+            # Connections relayed untouched under the old settings must not outlive them
+            # (nothing here to wait for: the closing starts now, before any later request).
+            self.close_stale_relays()
         # Listen on loopback unless told otherwise (mitmproxy's own default is every interface).
         if not options.listen_host:
             options.listen_host = "127.0.0.1"
@@ -318,8 +324,42 @@ class VcrProxy:
         address = context.server.address
         if address is None or context.client.tls_established:
             return  # no target yet, or decided when the tunnel opened
-        if not self.routes.intercepts(address[0], self.mode):
+        mode = self.mode
+        if not self.routes.intercepts(address[0], mode):
             nextlayer.layer = layers.TCPLayer(context, ignore=True)
+            # Relayed byte for byte from now on, whatever the mode becomes: remembered, so that
+            # a switch to a mode that would answer this host closes it (relays.py).
+            client = context.client.id
+            self.relays.opened(client, Relay(client, TUNNEL, address[0], address[1], mode))
+
+    def client_disconnected(self, client) -> None:
+        if self.relays:
+            self.relays.client_gone(client.id)
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        # A WebSocket the proxy let through (one it answers itself never starts): relayed
+        # message by message from now on, whatever the mode becomes.
+        host, port = flow.metadata.get("vcr_target") or (flow.request.host, flow.request.port)
+        self.relays.opened(flow.id, Relay(flow.client_conn.id, WEBSOCKET, host, port, self.mode))
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.relays.closed(flow.id)
+
+    def close_stale_relays(self):
+        """Close the connections relayed untouched that the current mode and hosts would not
+        let through (relays.py); returns an awaitable that ends once their sockets are closed,
+        or None if there were none."""
+        if not self.relays:
+            return None
+        stale = self.relays.stale(self.routes, self.mode)
+        closing = []
+        for relay in stale:
+            log.info(f"vcr-proxy: closed a {relay.shown()}: {self.mode} mode would not let "
+                     f"{relay.host} through untouched (the client reconnects, and is routed anew)")
+            done = close_client_connection(relay.client)
+            if done is not None:
+                closing.append(done)
+        return asyncio.gather(*closing) if closing else None
 
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
@@ -366,6 +406,7 @@ class VcrProxy:
     def _websocket(flow: http.HTTPFlow, mode: str) -> None:
         """A WebSocket (the OpenAI Realtime API) is no HTTP exchange a cassette can hold."""
         shown = scrub_line(flow.request.pretty_url)
+        flow.metadata["vcr_target"] = (flow.request.host, flow.request.port)  # before a reroute
         if mode == "replay":
             log.error(f"vcr-proxy: refused WebSocket {shown}: go-vcr cassettes hold HTTP exchanges, "
                       "so replay mode cannot answer it (use vcr_passthrough_hosts to let it through)")
@@ -514,6 +555,34 @@ class VcrProxy:
             hide_credentials(flow)
         else:
             flow.metadata.pop("vcr_secrets", None)
+
+
+def close_client_connection(client_id: str):
+    """End client connection `client_id` from outside its layers, the way mitmproxy's own
+    inactivity timeout does (ConnectionHandler.on_timeout): its read loop is cancelled, so no
+    byte it has not relayed yet is relayed, and the connection closes with the server connections
+    behind it. Returns an awaitable that ends once the client's socket is closed, or None if the
+    connection is gone already."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = proxyserver.connections.get(client_id) if proxyserver is not None else None
+    if handler is None:
+        return None
+    io = handler.transports.get(handler.client)
+    if io is None or io.handler is None:
+        return None
+    io.handler.cancel("vcr-proxy: the mode changed")
+    return _closed(io.handler, io.writer)
+
+
+async def _closed(task: asyncio.Task, writer) -> None:
+    # The read loop closes the writer as it ends; the socket itself closes a turn of the event
+    # loop later (StreamWriter.wait_closed), and only then has the client seen its end.
+    await asyncio.wait([task], timeout=5)
+    if isinstance(writer, asyncio.StreamWriter):
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 5)
+        except (OSError, TimeoutError):
+            pass
 
 
 def hide_credentials(flow: http.HTTPFlow) -> None:

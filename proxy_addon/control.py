@@ -188,6 +188,7 @@ class ControlEndpoint:
             proxy.session = Session(cassette=name, mode=mode, fault=fault)
             proxy.forget(cassette_file)  # selected again: starts over
             proxy.preload(cassette_file)
+            await self._closing_relays()
             answer = proxy.report()
             if previous is not None:
                 answer["previous"] = previous  # one round trip per test for a test runner
@@ -197,6 +198,7 @@ class ControlEndpoint:
         if path == "/eject" and method == "POST":
             report = await self._closing_report()
             proxy.session = Session()
+            await self._closing_relays()
             return 200, report
         if path in ("", "/status"):
             return 200, proxy.report() | {"dir": proxy.folder}
@@ -239,6 +241,14 @@ class ControlEndpoint:
         finally:
             self.listeners.discard(writer)
             writer.close()
+
+    async def _closing_relays(self) -> None:
+        # A connection relayed untouched under the selection before (a tunnel opened in
+        # passthrough mode) that this one would answer from cassettes is closed before the
+        # runner hears back: its next request comes on a new connection, routed by this mode.
+        closing = self.proxy.close_stale_relays()
+        if closing is not None:
+            await closing
 
     async def _closing_report(self) -> dict:
         # A client may have read a stream's last event before the proxy saw its end.

@@ -89,6 +89,10 @@ class Proxy:
         return httpx.AsyncClient(proxy=self.url, verify=ssl.create_default_context(cafile=self.ca),
                                  **kwargs)
 
+    def control(self, **kwargs) -> httpx.Client:
+        """A client for the HTTP control endpoint (http://vcr-proxy.control/...)."""
+        return control_client(self, **kwargs)
+
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -102,3 +106,14 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+def control_headers(proxy: Proxy) -> dict[str, str]:
+    """The header every control request carries."""
+    return {"X-Vcr-Control": "1"}
+
+
+def control_client(proxy: Proxy, **kwargs) -> httpx.Client:
+    """A client of `proxy` whose requests carry the control header."""
+    kwargs["headers"] = {**control_headers(proxy), **kwargs.get("headers", {})}
+    return proxy.client(**kwargs)
