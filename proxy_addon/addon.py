@@ -24,6 +24,7 @@ from mitmproxy.proxy import layers  # noqa: E402
 
 from proxy_addon import filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
+from proxy_addon.control_token import TOKEN_VARIABLE, TokenError, chosen_token, load_token, token_path  # noqa: E402
 from proxy_addon.credentials import (  # noqa: E402
     MARKER, is_credential_header, request_secrets, scrub_line, scrub_request)
 from proxy_addon.errors import CassetteError  # noqa: E402
@@ -99,6 +100,7 @@ class VcrProxy:
         self.failed_to_start = False
         self.parent_watch: asyncio.Task | None = None
         self.relays = Relays()  # connections relayed untouched (tunnels, WebSockets)
+        self.control_configured = False  # whether the HTTP control endpoint's token was read
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -147,6 +149,16 @@ class VcrProxy:
         loader.add_option("vcr_control_socket", str, "",
                           "Also answer the control calls on this Unix socket, one JSON line each "
                           "(for test runners; only the socket's owner can connect).")
+        loader.add_option("vcr_control_http", bool, True,
+                          "Answer the control calls at http://vcr-proxy.control/ (requests carry "
+                          "X-Vcr-Control: <token>); false: only on vcr_control_socket, and a "
+                          "request to the control host is answered 404 (the pytest plugin's "
+                          "setting).")
+        loader.add_option("vcr_control_token", str, "",
+                          "The secret HTTP control requests carry in X-Vcr-Control (16 characters "
+                          f"or more). Empty: {TOKEN_VARIABLE} if set, else the token kept in "
+                          "<confdir>/vcr-proxy-control-token (made on first use, mode 0600; "
+                          "`vcr-proxy env` exports it). Given here, it shows in the process list.")
         loader.add_option("vcr_parent_pid", int, 0,
                           "Stop once this process, the proxy's parent, has ended (the pytest "
                           "plugin gives its own: a test run killed by SIGTERM or SIGKILL leaves "
@@ -186,6 +198,8 @@ class VcrProxy:
             problem = control_socket_problem(options.vcr_control_socket)
             if problem:
                 raise exceptions.OptionsError(f"vcr_control_socket: {problem}")
+        if {"vcr_control_http", "vcr_control_token", "confdir"} & updated:
+            self._serve_control_http(options)
         if options.vcr_max_body < 1:
             raise exceptions.OptionsError(f"vcr_max_body: {options.vcr_max_body} is not a size in "
                                           "bytes above 0")
@@ -233,6 +247,21 @@ class VcrProxy:
         if options.connection_strategy != "lazy":
             options.connection_strategy = "lazy"
 
+    def _serve_control_http(self, options) -> None:
+        # Any local user can connect to the proxy's port: the HTTP endpoint answers only the
+        # holder of a token its owner alone can read (control_token.py).
+        try:
+            if not options.vcr_control_http:
+                self.control.serve_http(None)
+            elif chosen := chosen_token(options.vcr_control_token):
+                self.control.serve_http(*chosen)
+            else:
+                confdir = Path(options.confdir).expanduser()
+                self.control.serve_http(load_token(confdir), token_path(confdir))
+        except TokenError as error:
+            raise exceptions.OptionsError(f"vcr_control_token: {error}") from None
+        self.control_configured = True
+
     @property
     def mode(self) -> str:
         return self.session.mode or ctx.options.vcr_mode
@@ -263,6 +292,16 @@ class VcrProxy:
         # flow printer, the save addon); `vcr-proxy start`'s lean mitmproxy has neither.
         self.flows_shown = any(ctx.master.addons.get(name) is not None for name in ("dumper", "save"))
         await self.player.server.start()
+        if not self.control_configured:
+            # `vcr-proxy start` adds the addon to options already made, so configure() heard only
+            # of the options it set: the token is read now, once all of them are.
+            try:
+                self._serve_control_http(ctx.options)
+            except exceptions.OptionsError as error:
+                log.error(f"vcr-proxy: {error}")
+                self.failed_to_start = True
+                ctx.master.shutdown()
+                return
         if ctx.options.vcr_control_socket:
             await self._serve_control_socket(ctx.options.vcr_control_socket)
         if self.loopback_forced:
@@ -345,21 +384,22 @@ class VcrProxy:
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self.relays.closed(flow.id)
 
-    def close_stale_relays(self):
+    def close_stale_relays(self) -> list:
         """Close the connections relayed untouched that the current mode and hosts would not
-        let through (relays.py); returns an awaitable that ends once their sockets are closed,
-        or None if there were none."""
+        let through (relays.py); returns what wait_closed() waits for."""
         if not self.relays:
-            return None
-        stale = self.relays.stale(self.routes, self.mode)
+            return []
         closing = []
-        for relay in stale:
+        for relay in self.relays.stale(self.routes, self.mode):
             log.info(f"vcr-proxy: closed a {relay.shown()}: {self.mode} mode would not let "
                      f"{relay.host} through untouched (the client reconnects, and is routed anew)")
-            done = close_client_connection(relay.client)
-            if done is not None:
-                closing.append(done)
-        return asyncio.gather(*closing) if closing else None
+            closing += close_client_connection(relay.client)
+        return closing
+
+    async def close_stale_relays_and_wait(self) -> None:
+        closing = self.close_stale_relays()
+        if closing:
+            await wait_closed(closing)
 
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
@@ -557,32 +597,33 @@ class VcrProxy:
             flow.metadata.pop("vcr_secrets", None)
 
 
-def close_client_connection(client_id: str):
+def close_client_connection(client_id: str) -> list:
     """End client connection `client_id` from outside its layers, the way mitmproxy's own
     inactivity timeout does (ConnectionHandler.on_timeout): its read loop is cancelled, so no
     byte it has not relayed yet is relayed, and the connection closes with the server connections
-    behind it. Returns an awaitable that ends once the client's socket is closed, or None if the
-    connection is gone already."""
+    behind it. Returns what wait_closed() waits for ([] if the connection is gone already)."""
     proxyserver = ctx.master.addons.get("proxyserver")
     handler = proxyserver.connections.get(client_id) if proxyserver is not None else None
     if handler is None:
-        return None
+        return []
     io = handler.transports.get(handler.client)
     if io is None or io.handler is None:
-        return None
+        return []
     io.handler.cancel("vcr-proxy: the mode changed")
-    return _closed(io.handler, io.writer)
+    return [(io.handler, io.writer)]
 
 
-async def _closed(task: asyncio.Task, writer) -> None:
-    # The read loop closes the writer as it ends; the socket itself closes a turn of the event
-    # loop later (StreamWriter.wait_closed), and only then has the client seen its end.
-    await asyncio.wait([task], timeout=5)
-    if isinstance(writer, asyncio.StreamWriter):
-        try:
-            await asyncio.wait_for(writer.wait_closed(), 5)
-        except (OSError, TimeoutError):
-            pass
+async def wait_closed(closing: list) -> None:
+    """Until the connections close_client_connection() closed have closed their sockets: the
+    read loop closes the writer as it ends, the socket closes a turn of the event loop later
+    (StreamWriter.wait_closed), and only then has the client seen the end."""
+    await asyncio.wait([task for task, _ in closing], timeout=5)
+    for _, writer in closing:
+        if isinstance(writer, asyncio.StreamWriter):
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            except (OSError, TimeoutError):
+                pass
 
 
 def hide_credentials(flow: http.HTTPFlow) -> None:

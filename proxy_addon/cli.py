@@ -339,12 +339,23 @@ def env(port, listen_host, confdir, shell):
     """Print the exports that send a shell's clients through the proxy:
     eval "$(vcr-proxy env)".
 
-    HTTPS_PROXY, HTTP_PROXY, NO_PROXY, and a CA bundle (the system's roots plus mitmproxy's
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY, a CA bundle (the system's roots plus mitmproxy's
     CA, created if missing) in SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
-    NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO.
+    NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO, and the control token (the header
+    X-Vcr-Control's value) in VCR_PROXY_CONTROL_TOKEN.
     """
     folder = Path(confdir).expanduser() if confdir else default_confdir()
-    click.echo(exports(variables(listen_host, port, folder), shell), nl=False)
+    click.echo(exports(_variables(listen_host, port, folder), shell), nl=False)
+
+
+def _variables(listen_host: str, port: int, folder: Path) -> dict[str, str]:
+    from .control_token import TokenError
+
+    try:
+        return variables(listen_host, port, folder)
+    except TokenError as error:
+        _report([f"vcr-proxy: {error}"])
+        sys.exit(1)
 
 
 @main.command()
@@ -353,7 +364,7 @@ def shell(port, listen_host, confdir):
     """Start a subshell whose clients go through the proxy (exit it to leave)."""
 
     folder = Path(confdir).expanduser() if confdir else default_confdir()
-    environment = dict(os.environ, **variables(listen_host, port, folder), VCR_PROXY_SHELL="1")
+    environment = dict(os.environ, **_variables(listen_host, port, folder), VCR_PROXY_SHELL="1")
     program = os.environ.get("SHELL", "/bin/sh")
     click.echo(f"vcr-proxy shell: clients go through http://{listen_host}:{port}; exit to leave",
                err=True)
