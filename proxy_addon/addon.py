@@ -27,11 +27,13 @@ from proxy_addon import display, filters  # noqa: E402
 from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
+from proxy_addon.control_token import TOKEN_VARIABLE, TokenError, chosen_token, load_token, token_path  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
+from proxy_addon.relays import TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
@@ -147,6 +149,8 @@ class VcrProxy:
         self.control_server = None
         self.failed_to_start = False
         self.parent_watch: asyncio.Task | None = None
+        self.relays = Relays()  # connections relayed untouched (tunnels, WebSockets)
+        self.control_configured = False  # whether the HTTP control endpoint's token was read
 
     def load(self, loader) -> None:
         loader.add_option("vcr_mode", str, "once",
@@ -195,6 +199,16 @@ class VcrProxy:
         loader.add_option("vcr_control_socket", str, "",
                           "Also answer the control calls on this Unix socket, one JSON line each "
                           "(for test runners; only the socket's owner can connect).")
+        loader.add_option("vcr_control_http", bool, True,
+                          "Answer the control calls at http://vcr-proxy.control/ (requests carry "
+                          "X-Vcr-Control: <token>); false: only on vcr_control_socket, and a "
+                          "request to the control host is answered 404 (the pytest plugin's "
+                          "setting).")
+        loader.add_option("vcr_control_token", str, "",
+                          "The secret HTTP control requests carry in X-Vcr-Control (16 characters "
+                          f"or more). Empty: {TOKEN_VARIABLE} if set, else the token kept in "
+                          "<confdir>/vcr-proxy-control-token (made on first use, mode 0600; "
+                          "`vcr-proxy env` exports it). Given here, it shows in the process list.")
         loader.add_option("vcr_parent_pid", int, 0,
                           "Stop once this process, the proxy's parent, has ended (the pytest "
                           "plugin gives its own: a test run killed by SIGTERM or SIGKILL leaves "
@@ -270,6 +284,8 @@ class VcrProxy:
             problem = control_socket_problem(options.vcr_control_socket)
             if problem:
                 raise exceptions.OptionsError(f"vcr_control_socket: {problem}")
+        if {"vcr_control_http", "vcr_control_token", "confdir"} & updated:
+            self._serve_control_http(options)
         if options.vcr_max_body < 1:
             raise exceptions.OptionsError(f"vcr_max_body: {options.vcr_max_body} is not a size in "
                                           "bytes above 0")
@@ -316,10 +332,29 @@ class VcrProxy:
             self.recorder.forget()
             self.replays.clear()
             self.decisions.clear()
+        if {"vcr_mode", "vcr_hosts", "vcr_passthrough_hosts", "vcr_dir"} & updated:
+            # Connections relayed untouched under the old settings must not outlive them
+            # (nothing here to wait for: the closing starts now, before any later request).
+            self.close_stale_relays()
         # Connect upstream only when a request needs it: a rerouted or offline host must not
         # be dialled just because a client opened a tunnel to it.
         if options.connection_strategy != "lazy":
             options.connection_strategy = "lazy"
+
+    def _serve_control_http(self, options) -> None:
+        # Any local user can connect to the proxy's port: the HTTP endpoint answers only the
+        # holder of a token its owner alone can read (control_token.py).
+        try:
+            if not options.vcr_control_http:
+                self.control.serve_http(None)
+            elif chosen := chosen_token(options.vcr_control_token):
+                self.control.serve_http(*chosen)
+            else:
+                confdir = Path(options.confdir).expanduser()
+                self.control.serve_http(load_token(confdir), token_path(confdir))
+        except TokenError as error:
+            raise exceptions.OptionsError(f"vcr_control_token: {error}") from None
+        self.control_configured = True
 
     @property
     def mode(self) -> str:
@@ -360,6 +395,16 @@ class VcrProxy:
         if self.flows_shown:
             display.guard(ctx.master)
         await self.player.server.start()
+        if not self.control_configured:
+            # `vcr-proxy start` adds the addon to options already made, so configure() heard only
+            # of the options it set: the token is read now, once all of them are.
+            try:
+                self._serve_control_http(ctx.options)
+            except exceptions.OptionsError as error:
+                log.error(f"vcr-proxy: {error}")
+                self.failed_to_start = True
+                ctx.master.shutdown()
+                return
         if ctx.options.vcr_control_socket:
             await self._serve_control_socket(ctx.options.vcr_control_socket)
         if ctx.options.vcr_parent_pid and self.parent_watch is None:
@@ -480,8 +525,43 @@ class VcrProxy:
         address = context.server.address
         if address is None or context.client.tls_established:
             return  # no target yet, or decided when the tunnel opened
-        if not self.routes.intercepts(address[0], self.mode):
+        mode = self.mode
+        if not self.routes.intercepts(address[0], mode):
             nextlayer.layer = layers.TCPLayer(context, ignore=True)
+            # Relayed byte for byte from now on, whatever the mode becomes: remembered, so that
+            # a switch to a mode that would answer this host closes it (relays.py).
+            client = context.client.id
+            self.relays.opened(client, Relay(client, TUNNEL, address[0], address[1], mode))
+
+    def client_disconnected(self, client) -> None:
+        if self.relays:
+            self.relays.client_gone(client.id)
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        # A WebSocket the proxy let through (one it answers itself never starts): relayed
+        # message by message from now on, whatever the mode becomes.
+        host, port = flow.metadata.get("vcr_target") or (flow.request.host, flow.request.port)
+        self.relays.opened(flow.id, Relay(flow.client_conn.id, WEBSOCKET, host, port, self.mode))
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.relays.closed(flow.id)
+
+    def close_stale_relays(self) -> list:
+        """Close the connections relayed untouched that the current mode and hosts would not
+        let through (relays.py); returns what wait_closed() waits for."""
+        if not self.relays:
+            return []
+        closing = []
+        for relay in self.relays.stale(self.routes, self.mode):
+            log.info(f"vcr-proxy: closed a {relay.shown()}: {self.mode} mode would not let "
+                     f"{relay.host} through untouched (the client reconnects, and is routed anew)")
+            closing += close_client_connection(relay.client)
+        return closing
+
+    async def close_stale_relays_and_wait(self) -> None:
+        closing = self.close_stale_relays()
+        if closing:
+            await wait_closed(closing)
 
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
@@ -537,6 +617,7 @@ class VcrProxy:
     def _websocket(flow: http.HTTPFlow, mode: str) -> None:
         """A WebSocket (the OpenAI Realtime API) is no HTTP exchange a cassette can hold."""
         shown = scrub_line(flow.request.pretty_url)
+        flow.metadata["vcr_target"] = (flow.request.host, flow.request.port)  # before a reroute
         if mode == "replay":
             log.error(f"vcr-proxy: refused WebSocket {shown}: go-vcr cassettes hold HTTP exchanges, "
                       "so replay mode cannot answer it (use vcr_passthrough_hosts to let it through)")
@@ -694,6 +775,35 @@ class _Closed(layer.Layer):
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, events.Start):
             yield commands.CloseConnection(self.context.client)
+
+
+def close_client_connection(client_id: str) -> list:
+    """End client connection `client_id` from outside its layers, the way mitmproxy's own
+    inactivity timeout does (ConnectionHandler.on_timeout): its read loop is cancelled, so no
+    byte it has not relayed yet is relayed, and the connection closes with the server connections
+    behind it. Returns what wait_closed() waits for ([] if the connection is gone already)."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = proxyserver.connections.get(client_id) if proxyserver is not None else None
+    if handler is None:
+        return []
+    io = handler.transports.get(handler.client)
+    if io is None or io.handler is None:
+        return []
+    io.handler.cancel("vcr-proxy: the mode changed")
+    return [(io.handler, io.writer)]
+
+
+async def wait_closed(closing: list) -> None:
+    """Until the connections close_client_connection() closed have closed their sockets: the
+    read loop closes the writer as it ends, the socket closes a turn of the event loop later
+    (StreamWriter.wait_closed), and only then has the client seen the end."""
+    await asyncio.wait([task for task, _ in closing], timeout=5)
+    for _, writer in closing:
+        if isinstance(writer, asyncio.StreamWriter):
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            except (OSError, TimeoutError):
+                pass
 
 
 def request_view(flow: http.HTTPFlow) -> RequestView:

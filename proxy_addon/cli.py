@@ -356,10 +356,12 @@ def _proxy_address_options(function):
 
 
 def _variables(listen_host: str, port: int, confdir: str | None) -> dict[str, str]:
+    from .control_token import TokenError
+
     folder = Path(confdir).expanduser() if confdir else default_confdir()
     try:
         return variables(listen_host, port, folder)
-    except CassetteError as error:  # a confdir that is a file, or holds a FIFO
+    except (CassetteError, TokenError) as error:  # a confdir that is a file, or holds a FIFO; a bad token file
         _report([f"vcr-proxy: {error}"])
         sys.exit(1)
 
@@ -372,9 +374,10 @@ def env(port, listen_host, confdir, shell):
     """Print the exports that send a shell's clients through the proxy:
     eval "$(vcr-proxy env)".
 
-    HTTPS_PROXY, HTTP_PROXY, NO_PROXY, and a CA bundle (the system's roots plus mitmproxy's
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY, a CA bundle (the system's roots plus mitmproxy's
     CA, created if missing) in SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
-    NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO.
+    NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO, and the control token (the header
+    X-Vcr-Control's value) in VCR_PROXY_CONTROL_TOKEN.
     """
     click.echo(exports(_variables(listen_host, port, confdir), shell), nl=False)
 

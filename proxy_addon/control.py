@@ -13,11 +13,14 @@
         ids never replayed.
     GET  http://vcr-proxy.control/status
 
-Every request carries the header `X-Vcr-Control: 1`.
+Every request carries the header `X-Vcr-Control: <token>`, the proxy's control token
+(control_token.py): any local user can reach the proxy's port, only its owner can read the token.
 
 The addon answers these itself; they never leave the proxy. With the option
 `vcr_control_socket`, the same calls are also answered on that Unix socket, one JSON line each
-(see ControlEndpoint._socket_client): a cheaper round trip for a test runner.
+(see ControlEndpoint._socket_client): a cheaper round trip for a test runner, and one only the
+socket's owner can open. With `vcr_control_http=false` (the pytest plugin's setting) the socket
+is the only way: a request to the control host is answered 404, and goes nowhere.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from .control_token import TOKEN_VARIABLE, token_matches
 from .routing import CONTROL_HOST  # noqa: F401  (where test runners send these)
 
-# Every control request carries it: a web page in a proxied browser cannot send a custom header
-# cross-site without a CORS preflight, which the endpoint refuses, so a page cannot switch the
-# proxy to record or passthrough.
+# Every control request carries it, with the control token: another local user cannot read the
+# token, and a web page in a proxied browser cannot send a custom header cross-site without a
+# CORS preflight, which the endpoint refuses.
 CONTROL_HEADER = "X-Vcr-Control"
 
 
@@ -141,6 +146,15 @@ class ControlEndpoint:
     def __init__(self, proxy) -> None:
         self.proxy = proxy
         self.listeners: set[asyncio.StreamWriter] = set()  # the control socket's clients
+        # What HTTP requests must carry (None: no HTTP endpoint), and where the token comes from,
+        # for the refusal to say.
+        self.token: str | None = None
+        self.token_source: str | Path = ""
+
+    def serve_http(self, token: str | None, source: str | Path = "") -> None:
+        """Answer HTTP control requests that carry `token` (from `source`: the file it is kept
+        in, or the option or variable that gave it); None: answer none of them."""
+        self.token, self.token_source = token, source
 
     def notify(self, event: str) -> None:
         """Tell the control socket's clients that `event` ("miss", "record") happened, ahead
@@ -155,14 +169,26 @@ class ControlEndpoint:
         """The HTTP way: answers `flow`, at once or in the coroutine returned."""
         from .responses import error_response
 
-        if flow.request.method == "OPTIONS" or flow.request.headers.get(CONTROL_HEADER) != "1":
+        if self.token is None:
+            flow.response = error_response(404, "vcr-proxy control: this proxy serves no HTTP control "
+                                                "endpoint (vcr_control_http=false); whoever started "
+                                                "it steers it through its control socket")
+            return None
+        if (flow.request.method == "OPTIONS"
+                or not token_matches(flow.request.headers.get(CONTROL_HEADER), self.token)):
             flow.response = error_response(403, f"vcr-proxy control: requests must carry the header "
-                                                f"{CONTROL_HEADER}: 1 (and browsers' preflights are "
-                                                "refused)")
+                                                f"{CONTROL_HEADER}: <token>, {self._where()}; "
+                                                "browsers' preflights are refused")
             return None
         path = flow.request.path.split("?", 1)[0]
         return self._answer_flow(flow, self.call(flow.request.method, path,
                                                  flow.request.raw_content or b""))
+
+    def _where(self) -> str:
+        if isinstance(self.token_source, Path):
+            return (f"the token in {self.token_source} (readable by the proxy's user only; "
+                    f"`vcr-proxy env` exports it as {TOKEN_VARIABLE})")
+        return f"the token given to this proxy in {self.token_source}"
 
     @staticmethod
     async def _answer_flow(flow, answer) -> None:
@@ -193,6 +219,7 @@ class ControlEndpoint:
             proxy.session = Session(cassette=name, mode=mode, fault=fault)
             proxy.forget(cassette_file)  # selected again: starts over
             proxy.preload(cassette_file)
+            await self._closing_relays()
             answer = proxy.report()
             if previous is not None:
                 answer["previous"] = previous  # one round trip per test for a test runner
@@ -202,6 +229,7 @@ class ControlEndpoint:
         if path == "/eject" and method == "POST":
             report = await self._closing_report()
             proxy.session = Session()
+            await self._closing_relays()
             return 200, report
         if path in ("", "/status"):
             return 200, proxy.report() | {"dir": proxy.folder}
@@ -248,6 +276,12 @@ class ControlEndpoint:
         finally:
             self.listeners.discard(writer)
             writer.close()
+
+    async def _closing_relays(self) -> None:
+        # A connection relayed untouched under the selection before (a tunnel opened in
+        # passthrough mode) that this one would answer from cassettes is closed before the
+        # runner hears back: its next request comes on a new connection, routed by this mode.
+        await self.proxy.close_stale_relays_and_wait()
 
     async def _closing_report(self) -> dict:
         # A client may have read a stream's last event before the proxy saw its end.

@@ -1,4 +1,5 @@
-"""What a shell needs to send its clients through the proxy: proxy variables and a CA bundle.
+"""What a shell needs to send its clients through the proxy: proxy variables and a CA bundle,
+and what it needs to steer the proxy: its control token.
 
 The bundle holds the system's trusted roots plus mitmproxy's CA, so hosts the proxy does not
 record (which it tunnels untouched) still verify against their real certificates.
@@ -142,12 +143,18 @@ def ca_bundle(confdir: Path) -> Path:
 
 
 def variables(host: str, port: int, confdir: Path) -> dict[str, str]:
+    """The proxy variables, the CA bundle, and the control token (the one a proxy with this
+    confdir, started from this environment, requires; TokenError if it cannot be used)."""
+    from .control_token import TOKEN_VARIABLE, chosen_token, load_token
+
     proxy = f"http://{host}:{port}"
     bundle = str(ca_bundle(confdir))
     values = {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "https_proxy": proxy,
               "http_proxy": proxy, "NO_PROXY": "localhost,127.0.0.1,::1",
               "no_proxy": "localhost,127.0.0.1,::1"}
     values.update({name: bundle for name in CA_VARIABLES})
+    chosen = chosen_token()
+    values[TOKEN_VARIABLE] = chosen[0] if chosen else load_token(confdir)
     return values
 
 

@@ -177,6 +177,9 @@ class VcrState:
                    "--dir", str(self.folder), "--mode", "passthrough",
                    "--confdir", str(self.confdir),
                    "--set", f"vcr_control_socket={self.socket_path}",
+                   # Steered through that socket alone (only this user can open it): no HTTP
+                   # control endpoint, which anyone who can reach the port could try.
+                   "--set", "vcr_control_http=false",
                    # A log line per replayed request is noise here (misses are still logged).
                    "--set", "vcr_log_replays=false",
                    # Tests get the CA from the exported variables, not from http://mitm.it;

@@ -5,14 +5,19 @@ mitmproxy sends a response an addon sets in its `request` hook in one piece, so 
 replayed with gaps between its events goes another way: the addon points the flow at a small
 HTTP server inside the proxy (127.0.0.1, a random port), which writes the recorded events one
 chunk at a time, and mitmproxy streams that answer on like any upstream's.
+
+Every local user can connect to that port (a TCP port has no owner), so each planned response
+waits under a path no one else can guess (256 random bits), and a request for any other path
+gets an empty 404: another process can neither take a stream meant for the proxy's client nor
+learn whether one is waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +154,7 @@ class ReplayServer:
     """The in-process HTTP/1.1 server that plays planned responses, chunk by chunk."""
 
     def __init__(self) -> None:
-        self.plans: dict[str, Plan] = {}
-        self.tokens = itertools.count(1)
+        self.plans: dict[str, Plan] = {}  # by the secret in their path
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
@@ -165,7 +169,8 @@ class ReplayServer:
             self.server = None
 
     def add(self, plan: Plan) -> str:
-        token = f"{next(self.tokens)}-{os.getpid()}"
+        """Keep `plan` for the one request that names it; the path to request."""
+        token = secrets.token_urlsafe(32)  # was a counter and the pid: others took streams
         self.plans[token] = plan
         return REPLAY_PATH + token
 
@@ -174,9 +179,12 @@ class ReplayServer:
             head = await reader.readuntil(b"\r\n\r\n")
             # The target may come in absolute form (a plain-HTTP flow in upstream proxy mode).
             target = head.split(b" ", 2)[1].decode("latin-1")
-            plan = self.plans.pop(target.rpartition(REPLAY_PATH)[2], None)
+            _, found, token = target.rpartition(REPLAY_PATH)
+            # Only the whole secret finds a plan (a dict lookup: its time says nothing about how
+            # much of a guess was right); anything else is the same empty 404.
+            plan = self.plans.pop(token, None) if found else None
             if plan is None:
-                writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
             await self._play(plan, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -206,3 +214,4 @@ class ReplayServer:
             return  # closed without the last chunk: the client sees the stream cut off
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+

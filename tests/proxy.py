@@ -89,6 +89,10 @@ class Proxy:
         return httpx.AsyncClient(proxy=self.url, verify=ssl.create_default_context(cafile=self.ca),
                                  **kwargs)
 
+    def control(self, **kwargs) -> httpx.Client:
+        """A client for the HTTP control endpoint (http://vcr-proxy.control/...)."""
+        return control_client(self, **kwargs)
+
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -102,3 +106,30 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+def control_token(proxy: Proxy) -> str:
+    """The proxy's control token, as `vcr-proxy env` finds it: VCR_PROXY_CONTROL_TOKEN if set,
+    else the file in the proxy's confdir (which the proxy may still be making as it listens)."""
+    from proxy_addon.control_token import TOKEN_VARIABLE, token_path
+
+    if os.environ.get(TOKEN_VARIABLE):
+        return os.environ[TOKEN_VARIABLE]
+    path = token_path(proxy.confdir)
+    deadline = time.monotonic() + 30
+    while not path.exists() or not path.read_text().strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the proxy made no control token in {path}: {proxy.output()}")
+        time.sleep(0.02)
+    return path.read_text().strip()
+
+
+def control_headers(proxy: Proxy) -> dict[str, str]:
+    """The header every control request carries."""
+    return {"X-Vcr-Control": control_token(proxy)}
+
+
+def control_client(proxy: Proxy, **kwargs) -> httpx.Client:
+    """A client of `proxy` whose requests carry the control header."""
+    kwargs["headers"] = {**control_headers(proxy), **kwargs.get("headers", {})}
+    return proxy.client(**kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -115,8 +116,10 @@ def test_env_prints_every_variable_for_each_shell(tmp_path):
                 "--confdir", str(tmp_path)]
     bash = subprocess.run(launcher, capture_output=True, text=True, check=True).stdout
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-                 "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
+                 "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "VCR_PROXY_CONTROL_TOKEN"):
         assert f"export {name}=" in bash
+    token = (tmp_path / "vcr-proxy-control-token").read_text().strip()
+    assert f"export VCR_PROXY_CONTROL_TOKEN={token}\n" in bash
     assert "export HTTPS_PROXY=http://127.0.0.1:9999" in bash
     bundle = (tmp_path / "vcr-proxy-ca-bundle.pem").read_text()
     assert (tmp_path / "mitmproxy-ca-cert.pem").read_text() in bundle
@@ -134,3 +137,36 @@ def test_shell_starts_a_subshell_with_the_variables_set(tmp_path):
                             capture_output=True, text=True, timeout=30, env=dict(os.environ, SHELL="/bin/bash"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["http://127.0.0.1:9998", str(tmp_path / "vcr-proxy-ca-bundle.pem")]
+
+
+def test_a_shell_set_up_by_env_steers_the_proxy_as_the_readme_shows(tmp_path):
+    """The README's curl lines, in a shell whose only set-up is `eval "$(vcr-proxy env)"`: the
+    token comes from VCR_PROXY_CONTROL_TOKEN; without it the endpoint says where it is."""
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay").start()
+    curl = f"curl -sS -x http://127.0.0.1:{proxy.port}"
+    try:
+        result = in_env_shell(proxy, (
+            f"{curl} -H \"X-Vcr-Control: $VCR_PROXY_CONTROL_TOKEN\" http://vcr-proxy.control/cassette "
+            "-d '{\"name\": \"suite/test\", \"mode\": \"passthrough\"}' && echo && "
+            f"{curl} -H \"X-Vcr-Control: $VCR_PROXY_CONTROL_TOKEN\" -X POST http://vcr-proxy.control/eject && echo && "
+            f"{curl} -H 'X-Vcr-Control: 1' http://vcr-proxy.control/status"))
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr
+    selected, ejected, refused = (json.loads(line) for line in result.stdout.splitlines())
+    assert (selected["cassette"], selected["mode"]) == ("suite/test", "passthrough")
+    assert ejected["mode"] == "passthrough"
+    assert "X-Vcr-Control: <token>" in refused["error"]["message"]
+
+
+def test_a_token_given_in_the_environment_is_the_one_required_and_exported(tmp_path):
+    token = "a-runner-chose-this-token-0123456789"
+    launcher = [sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "env", "--confdir", str(tmp_path)]
+    chosen = dict(os.environ, VCR_PROXY_CONTROL_TOKEN=token)
+    exported = subprocess.run(launcher, capture_output=True, text=True, check=True, env=chosen).stdout
+    assert f"export VCR_PROXY_CONTROL_TOKEN={token}\n" in exported
+    short = subprocess.run(launcher, capture_output=True, text=True, env=dict(chosen, VCR_PROXY_CONTROL_TOKEN="1"))
+    assert short.returncode == 1 and short.stdout == ""
+    assert short.stderr.strip().endswith("give 16 or more, e.g. from python3 -c 'import secrets; "
+                                         "print(secrets.token_urlsafe(32))'")
+    assert len(short.stderr.strip().splitlines()) == 1

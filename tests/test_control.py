@@ -14,7 +14,7 @@ import pytest
 
 from proxy_addon.cassette import load
 
-from .proxy import Proxy
+from .proxy import Proxy, control_headers
 from .test_record import CHAT, recorded
 from .upstream import Upstream, make_certificate
 
@@ -26,7 +26,7 @@ def test_select_record_replay_and_eject(tmp_path):
     upstream = Upstream(cert, key).start()
     proxy = Proxy(tmp_path, upstream_ca=cert, vcr_upstream=upstream.url, vcr_mode="replay").start()
     try:
-        with proxy.client() as client, proxy.client(headers={"X-Vcr-Control": "1"}) as control:
+        with proxy.client() as client, proxy.control() as control:
             selected = control.post(f"{CONTROL}/cassette", json={"name": "suite/test_one", "mode": "once"})
             assert selected.json()["cassette"] == "suite/test_one" and selected.json()["mode"] == "once"
             assert client.post(CHAT, json={"model": "m"}).status_code == 200
@@ -51,18 +51,29 @@ def test_select_record_replay_and_eject(tmp_path):
     assert len(upstream.requests) == 1
 
 
-def test_control_requests_need_the_header_and_refuse_preflights_and_bad_bodies(tmp_path):
+def test_control_requests_need_the_token_and_refuse_preflights_and_bad_bodies(tmp_path):
     proxy = Proxy(tmp_path, vcr_mode="passthrough").start()
     try:
+        headers = control_headers(proxy)
+        token_file = proxy.confdir / "vcr-proxy-control-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert headers["X-Vcr-Control"] == token_file.read_text().strip()
         with proxy.client() as client:
-            # What a web page could send: no custom header, or a CORS preflight.
+            # What a web page could send: no custom header, or a CORS preflight; what another
+            # local user could: the header without the token, or with a guess.
             plain = client.post(f"{CONTROL}/cassette", json={"name": "x", "mode": "record"})
             preflight = client.options(f"{CONTROL}/cassette", headers={
                 "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "x-vcr-control", "X-Vcr-Control": "1"})
-            assert plain.status_code == 403 and "X-Vcr-Control: 1" in plain.json()["error"]["message"]
+                "Access-Control-Request-Headers": "x-vcr-control", **headers})
+            guesses = [client.post(f"{CONTROL}/cassette", json={"name": "x", "mode": "record"},
+                                   headers={"X-Vcr-Control": guess})
+                       for guess in ("1", "", headers["X-Vcr-Control"][:-1], headers["X-Vcr-Control"] + "x")]
+            message = plain.json()["error"]["message"]
+            assert plain.status_code == 403 and "X-Vcr-Control: <token>" in message
+            assert str(token_file) in message and "VCR_PROXY_CONTROL_TOKEN" in message
+            assert "\n" not in message and headers["X-Vcr-Control"] not in message
             assert preflight.status_code == 403
-            headers = {"X-Vcr-Control": "1"}
+            assert [guess.status_code for guess in guesses] == [403] * 4
             for body in (b"[]", b"null", b"5", b'"x"', b"true", b'{"name": "x", "bogus": 1}',
                          b'{"name": 5}', b"{not json"):
                 bad = client.post(f"{CONTROL}/cassette", content=body, headers=headers)
@@ -232,7 +243,7 @@ def test_once_decides_at_the_first_request_not_at_the_selection(tmp_path):
         id=0, request=Request(url=CHAT, method="POST", body="{}"),
         response=Response(body="from the placed cassette", code=200, status="200 OK"))])
     try:
-        with proxy.client() as client, proxy.client(headers={"X-Vcr-Control": "1"}) as control:
+        with proxy.client() as client, proxy.control() as control:
             control.post(f"{CONTROL}/cassette", json={"name": "placed", "mode": "once"})
             write_atomic(placed, cassette.dumps().encode())
             assert client.post(CHAT, content=b"{}").text == "from the placed cassette"
@@ -247,3 +258,41 @@ def test_once_decides_at_the_first_request_not_at_the_selection(tmp_path):
         upstream.stop()
     assert len(upstream.requests) == 1
     assert "placed cassette" not in placed.read_text()
+
+
+def test_without_the_http_endpoint_the_control_host_is_answered_here_and_nowhere_else(tmp_path):
+    """vcr_control_http=false (the pytest plugin's setting): the socket is the only way in; a
+    request to the control host, with any header, gets a one-line 404 from the proxy itself."""
+    from .network import StandInNetwork
+
+    network = StandInNetwork().start()
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_control_http="false",
+                  mode=f"upstream:{network.url}").start()
+    try:
+        with proxy.client(headers={"X-Vcr-Control": "1"}) as client:
+            answers = [client.post(f"{CONTROL}/cassette", json={"name": "x", "mode": "passthrough"}),
+                       client.get(f"{CONTROL}/status"),
+                       client.get("https://vcr-proxy.control/status")]
+    finally:
+        proxy.stop()
+        network.stop()
+    for answer in answers:
+        message = answer.json()["error"]["message"]
+        assert answer.status_code == 404 and "no HTTP control endpoint" in message and "\n" not in message
+    assert network.connections == []
+    assert not (proxy.confdir / "vcr-proxy-control-token").exists()
+
+
+def test_a_token_given_to_the_proxy_is_the_one_it_requires(tmp_path):
+    token = "given-by-the-runner-0123456789"
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_control_token=token).start()
+    try:
+        with proxy.client() as client:
+            taken = client.get(f"{CONTROL}/status", headers={"X-Vcr-Control": token})
+            refused = client.get(f"{CONTROL}/status", headers={"X-Vcr-Control": "1"})
+    finally:
+        proxy.stop()
+    assert taken.status_code == 200 and refused.status_code == 403
+    assert "the token given to this proxy in vcr_control_token" in refused.json()["error"]["message"]
+    assert token not in refused.text and token not in proxy.output()
+    assert not (proxy.confdir / "vcr-proxy-control-token").exists()

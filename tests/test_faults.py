@@ -119,7 +119,7 @@ def test_injected_faults_status_retry_after_disconnect_and_delay(proxy):
     # The openai SDK's own retry logic, offline: a 500 for the first request of the test, then
     # the recording. The delay fault is answered after the wait.
     client = openai.OpenAI(api_key="sk-x", max_retries=2, http_client=proxy.client())
-    with proxy.client(headers={"X-Vcr-Control": "1"}) as control:
+    with proxy.control() as control:
         control.post(f"{CONTROL}/cassette", json={"name": "default", "mode": "replay",
                                                   "fault": "status=500;times=1"})
         completion = client.chat.completions.create(model="m", messages=[])
@@ -148,7 +148,7 @@ def test_control_reports_previous_unused_and_where_each_replay_came_from(proxy):
     write(proxy.cassettes / "suite" / "a.yaml",
           interaction(0, OPENAI_CHAT, json.dumps(COMPLETION), "application/json", '{"n": 1}'),
           interaction(1, OPENAI_CHAT, json.dumps(COMPLETION), "application/json", '{"n": 2}'))
-    with proxy.client(headers={"X-Vcr-Control": "1"}) as client:
+    with proxy.control() as client:
         client.post(f"{CONTROL}/cassette", json={"name": "suite/a", "mode": "replay"})
         assert client.post(OPENAI_CHAT, json={"n": 1}).status_code == 200
         status = client.get(f"{CONTROL}/status").json()

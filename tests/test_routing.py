@@ -100,3 +100,22 @@ def test_cassette_hosts_follow_the_folder(tmp_path):
     assert scan.hosts() == {"new.example"}
     (tmp_path / "a.yaml").unlink()
     assert scan.hosts() == frozenset()
+
+
+def test_relays_opened_before_a_switch_are_stale_where_the_new_mode_would_answer():
+    from proxy_addon.relays import TUNNEL, WEBSOCKET, Relay, Relays
+
+    rules = Routes(HostPatterns(parse_hosts("")), HostPatterns(["localhost"]))
+    relays = Relays()
+    relays.opened("c1", Relay("c1", TUNNEL, "example.com", 443, "passthrough"))
+    relays.opened("c2", Relay("c2", TUNNEL, "api.openai.com", 443, "passthrough"))
+    relays.opened("c3", Relay("c3", TUNNEL, "localhost", 8000, "passthrough"))
+    relays.opened("f1", Relay("c4", WEBSOCKET, "api.openai.com", 443, "record"))
+    # Record mode opens up the recorded hosts: a tunnel to one would record nothing.
+    assert [r.client for r in relays.stale(rules, "record")] == ["c2"]
+    assert relays.stale(rules, "record") == []  # forgotten once named
+    # Replay answers every host but the passthrough hosts, WebSockets included.
+    assert sorted(r.client for r in relays.stale(rules, "replay")) == ["c1", "c4"]
+    assert len(relays) == 1
+    relays.client_gone("c3")
+    assert not relays

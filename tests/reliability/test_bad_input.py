@@ -80,7 +80,7 @@ def test_mutated_cassettes_get_one_line_each_and_are_never_overwritten(tmp_path)
 
 
 def test_the_proxy_answers_a_broken_cassette_with_its_one_line_error(tmp_path):
-    from ..proxy import Proxy
+    from ..proxy import Proxy, control_headers
 
     rng = random.Random(seeded(7))
     sources = [path.read_bytes() for path in corpus_files()]
@@ -258,7 +258,7 @@ def test_a_fifo_cassette_is_answered_with_its_error_and_sigterm_still_stops_the_
                 pytest.fail(f"the request hung on the FIFO: {proxy.output()[-2000:]}")
             # Selected through the control endpoint: read ahead in a thread.
             selected = client.post("http://vcr-proxy.control/cassette", json={"name": "ahead"},
-                                   headers={"X-Vcr-Control": "1"})
+                                   headers=control_headers(proxy))
             assert selected.status_code == 200
             after = client.post("https://openrouter.ai/api/v1/chat/completions", json={})
         proxy.process.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ import pytest
 
 from proxy_addon.addon import cassette_path
 
-from ..proxy import Proxy
+from ..proxy import Proxy, control_headers
 from ..test_record import CHAT
 
 
@@ -91,8 +91,9 @@ def test_nothing_beyond_loopback_is_answered_while_mitmdump_starts(tmp_path):
         stop.set()
         thread.join(10)
         answers = []
+        token = control_headers(proxy)["X-Vcr-Control"].encode()  # the right one, even
         requests = [b"GET http://vcr-proxy.control/status HTTP/1.1\r\nHost: vcr-proxy.control\r\n"
-                    b"X-Vcr-Control: 1\r\n\r\n",
+                    b"X-Vcr-Control: " + token + b"\r\n\r\n",
                     b"GET http://api.openai.com/v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n"]
         for number, connection in enumerate(accepted):
             with connection:

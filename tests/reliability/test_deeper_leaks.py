@@ -10,7 +10,7 @@ import zlib
 import brotli
 import pytest
 
-from ..proxy import Proxy
+from ..proxy import Proxy, control_headers
 from ..test_cli import _cli
 from ..test_record import recorded
 from .test_secrets import upstream  # noqa: F401  (the module's HTTPS upstream)
@@ -289,7 +289,7 @@ def test_miss_messages_under_header_matching_hold_no_credential(tmp_path, upstre
             miss = client.post("https://openrouter.ai/api/v1/chat/completions", json={"model": "m"},
                                headers={"X-Trace": JWT, "X-Project": PROJECT_KEY,
                                         "Authorization": f"Bearer {KEY}"})
-            status = client.get("http://vcr-proxy.control/status", headers={"X-Vcr-Control": "1"})
+            status = client.get("http://vcr-proxy.control/status", headers=control_headers(replaying))
     finally:
         replaying.stop()
     assert miss.status_code == 404 and "header X-" in miss.text, miss.text

@@ -125,7 +125,7 @@ def test_an_interaction_that_cannot_be_saved_is_loud(tmp_path, upstream, full_di
                   vcr_dir=str(folder), launcher=True, **extra)
     proxy.start()
     try:
-        with proxy.client(headers={"X-Vcr-Control": "1"}) as client:
+        with proxy.control() as client:
             client.post("http://vcr-proxy.control/cassette", json={"name": "t", "mode": "record"})
             with client.stream("GET", f"https://{HOST}/events?n=40&pad=20000") as response:
                 body = b"".join(response.iter_bytes())
