@@ -80,7 +80,7 @@ def test_mutated_cassettes_get_one_line_each_and_are_never_overwritten(tmp_path)
 
 
 def test_the_proxy_answers_a_broken_cassette_with_its_one_line_error(tmp_path):
-    from ..proxy import Proxy, control_headers
+    from ..proxy import Proxy
 
     rng = random.Random(seeded(7))
     sources = [path.read_bytes() for path in corpus_files()]
@@ -242,7 +242,7 @@ LAUNCHERS = pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", 
 def test_a_fifo_cassette_is_answered_with_its_error_and_sigterm_still_stops_the_proxy(tmp_path, mode, launcher):
     import httpx
 
-    from ..proxy import Proxy
+    from ..proxy import Proxy, control_headers
 
     folder = tmp_path / "cassettes"
     folder.mkdir()
