@@ -39,16 +39,21 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
     assert list(outside.iterdir()) == []
 
 
+def _wait_listening_on_loopback(proxy: Proxy) -> None:
+    """Until mitmdump says it listens on 127.0.0.1 (the addon's rebind is done)."""
+    deadline = time.monotonic() + 10
+    while f"listening at 127.0.0.1:{proxy.port}" not in proxy.output():
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.05)
+
+
 def test_plain_mitmdump_with_the_addon_listens_on_loopback_only(tmp_path):
     proxy = Proxy(tmp_path)
     proxy.args.remove("--listen-host")
     proxy.args.remove("127.0.0.1")
     proxy.start()
     try:
-        deadline = time.monotonic() + 10
-        while f"listening at 127.0.0.1:{proxy.port}" not in proxy.output():
-            assert time.monotonic() < deadline, proxy.output()
-            time.sleep(0.05)
+        _wait_listening_on_loopback(proxy)
         sockets = subprocess.run(["ss", "-ltnH", f"sport = :{proxy.port}"], capture_output=True,
                                  text=True).stdout.split()
         local = [field for field in sockets if field.endswith(f":{proxy.port}")]
@@ -83,10 +88,7 @@ def test_nothing_beyond_loopback_is_answered_while_mitmdump_starts(tmp_path):
     thread.start()
     proxy.start()
     try:
-        deadline = time.monotonic() + 10
-        while f"listening at 127.0.0.1:{proxy.port}" not in proxy.output():
-            assert time.monotonic() < deadline, proxy.output()
-            time.sleep(0.05)
+        _wait_listening_on_loopback(proxy)
         time.sleep(0.5)  # and a while after, for good measure
         stop.set()
         thread.join(10)

@@ -18,21 +18,12 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
 from ..proxy import Proxy, control_client
-from ..upstream import Upstream, make_certificate
+from ..test_pytest_plugin import upstream  # noqa: F401  (a local HTTPS upstream per test)
 
 pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).resolve().parent
 OPTION_SWITCH = HERE / "option_switch.py"
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    cert, key = make_certificate(tmp_path)
-    server = Upstream(cert, key, event_delay=0.0).start()
-    server.cert = cert
-    yield server
-    server.stop()
 
 
 def _trusting(*cafiles: Path) -> ssl.SSLContext:
