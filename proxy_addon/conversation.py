@@ -822,9 +822,9 @@ def _event_count(interaction: Interaction, events: list) -> int:
 
 
 def _timings(timing: Timing, exchange: Exchange, aws: bool = False) -> Timings:
-    if aws:
-        # Recording times events at blank lines, which AWS's binary frames do not have: an AWS
-        # event stream (Bedrock) has its headers and end times only, and no first token.
+    if aws and not timing.events_ms:
+        # Recorded before frames were timed (recording timed events at blank lines only): an
+        # AWS event stream (Bedrock) then has its headers and end times, and no first token.
         return Timings(timing.headers_ms, timing.end_ms, 0, [])
     found = Timings(timing.headers_ms, timing.end_ms, len(timing.events_ms), list(timing.events_ms))
     if not exchange.streamed:

@@ -15,8 +15,10 @@ from pathlib import Path
 from .errors import CassetteError
 from .files import read_regular, regular_problem
 
+# AWS_CA_BUNDLE: boto3 and the AWS CLI prefer it to REQUESTS_CA_BUNDLE, and AWS set-ups often
+# export one of their own, which does not hold the proxy's CA.
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-                "GIT_SSL_CAINFO")
+                "GIT_SSL_CAINFO", "AWS_CA_BUNDLE")
 SHELLS = ("bash", "zsh", "sh", "fish", "powershell")
 BUNDLE_NAME = "vcr-proxy-ca-bundle.pem"
 
@@ -153,6 +155,7 @@ def variables(host: str, port: int, confdir: Path) -> dict[str, str]:
               "http_proxy": proxy, "NO_PROXY": "localhost,127.0.0.1,::1",
               "no_proxy": "localhost,127.0.0.1,::1"}
     values.update({name: bundle for name in CA_VARIABLES})
+    values["NODE_USE_ENV_PROXY"] = "1"  # Node's own fetch honours HTTPS_PROXY with it (22.21+, 24+)
     chosen = chosen_token()
     values[TOKEN_VARIABLE] = chosen[0] if chosen else load_token(confdir)
     return values

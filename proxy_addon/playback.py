@@ -15,6 +15,7 @@ from .cassette import Interaction
 from .matchers import IncomingRequest, Matcher
 from .replay import Plan, ReplayCassette, ReplayServer, make_plan
 from .request_view import RequestView
+from .timing import is_aws_event_stream
 from .responses import flow_error
 
 FAULT_HEADER = "X-Vcr-Fault"
@@ -130,7 +131,8 @@ class Player:
                 plan.chunks = plan.chunks[:fault.disconnect_after_events]
                 plan.chunk_at = plan.chunk_at[:fault.disconnect_after_events]
                 plan.cut = True
-        streamed = any(name.lower() == "content-type" and "text/event-stream" in value.lower()
+        streamed = any(name.lower() == "content-type" and ("text/event-stream" in value.lower()
+                                                           or is_aws_event_stream(value))
                        for name, value in headers)
         if plan.cut or (streamed and timing != "none"):
             self._through_server(flow, plan)

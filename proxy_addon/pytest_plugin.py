@@ -205,7 +205,7 @@ class VcrState:
                   "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1",
                   "SSL_CERT_FILE": str(bundle), "REQUESTS_CA_BUNDLE": str(bundle),
                   "CURL_CA_BUNDLE": str(bundle), "NODE_EXTRA_CA_CERTS": str(bundle),
-                  "VCR_PROXY_URL": proxy}
+                  "AWS_CA_BUNDLE": str(bundle), "NODE_USE_ENV_PROXY": "1", "VCR_PROXY_URL": proxy}
         if option("vcr_http_proxy"):
             values.update({"HTTP_PROXY": proxy, "http_proxy": proxy})
         self.saved_environment = {name: os.environ.get(name) for name in values}

@@ -258,6 +258,6 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     scrub_interaction(interaction, secrets)
     timing = Timing(id=interaction_id, body_hash=body_hash(response.body),
                     headers_ms=(exchange.headers_at - exchange.started) * 1e3,
-                    events_ms=event_times(body, ms),
+                    events_ms=event_times(body, ms, _header(exchange.response_headers, "content-type")),
                     end_ms=(exchange.ended - exchange.started) * 1e3)
     return interaction, timing

@@ -101,10 +101,10 @@ def body_bytes(body: str | bytes) -> bytes:
     return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
 
 
-def split_events(body: bytes) -> list[bytes]:
-    """The body cut after each blank line, so that every event is its own chunk."""
+def split_events(body: bytes, content_type: str = "") -> list[bytes]:
+    """The body cut after each event (timing.event_ends), so that every event is its own chunk."""
     chunks, start = [], 0
-    for end in event_ends(body):
+    for end in event_ends(body, content_type):
         chunks.append(body[start:end])
         start = end
     if start < len(body) or not chunks:
@@ -131,7 +131,7 @@ class Plan:
 def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed: float,
               started: float, headers: list[tuple[str, str]]) -> Plan:
     response = interaction.response
-    chunks = split_events(body_bytes(response.body))
+    chunks = split_events(body_bytes(response.body), " ".join(response.headers.get("Content-Type", [])))
     reason = response.status.partition(" ")[2]
     plan = Plan(response.code, reason, headers, chunks, started)
     if mode == "none":

@@ -48,17 +48,41 @@ def sidecar_path(cassette: Path) -> Path:
     return cassette.with_name(cassette.stem + ".timing.jsonl")
 
 
-def event_ends(body: bytes) -> list[int]:
-    """Byte offsets just past each Server-Sent Event (each blank line) in `body`."""
+AWS_EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+
+def is_aws_event_stream(content_type: str) -> bool:
+    return AWS_EVENT_STREAM in content_type.lower()
+
+
+def event_ends(body: bytes, content_type: str = "") -> list[int]:
+    """Byte offsets just past each event of `body`: each Server-Sent Event (a blank line ends
+    it), or each frame of an AWS event stream (Bedrock's `application/vnd.amazon.eventstream`)."""
+    if is_aws_event_stream(content_type):
+        return frame_ends(body)
     return [match.end() for match in _EVENT_END.finditer(body)]
 
 
-def event_times(body: bytes, arrivals: list[tuple[int, float]]) -> list[float]:
+def frame_ends(body: bytes) -> list[int]:
+    """Byte offsets just past each AWS event-stream frame. Frames are self-delimiting: each
+    begins with its total length (4 bytes, big-endian; 16 at least: the 12-byte prelude and a
+    4-byte checksum). A truncated or impossible frame ends the list: the rest is one block."""
+    ends, offset = [], 0
+    while offset + 12 <= len(body):
+        total = int.from_bytes(body[offset:offset + 4], "big")
+        if total < 16 or offset + total > len(body):
+            break
+        offset += total
+        ends.append(offset)
+    return ends
+
+
+def event_times(body: bytes, arrivals: list[tuple[int, float]], content_type: str = "") -> list[float]:
     """When each event of `body` was complete: the arrival time of the chunk that carried its
     end. `arrivals` is (bytes received so far, time) after each chunk, in order."""
     times = []
     index = 0
-    for end in event_ends(body):
+    for end in event_ends(body, content_type):
         while index < len(arrivals) - 1 and arrivals[index][0] < end:
             index += 1
         times.append(arrivals[index][1] if arrivals else 0.0)

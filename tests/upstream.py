@@ -14,6 +14,7 @@ import ipaddress
 import json
 import socket
 import threading
+import zlib
 from pathlib import Path
 
 from cryptography import x509
@@ -113,6 +114,31 @@ COMPLETION = {
 
 
 _BOMBS: dict[int, bytes] = {}
+
+
+def aws_frame(event_type: str, payload: dict) -> bytes:
+    """One AWS event-stream frame, as Bedrock sends it and botocore checks it: a prelude (total
+    and header lengths, CRC32), string headers, the JSON payload, and a CRC32 of all before."""
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"),
+                        (":message-type", "event")):
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + len(value).to_bytes(2, "big") + value.encode()
+    body = json.dumps(payload).encode()
+    prelude = (12 + len(headers) + len(body) + 4).to_bytes(4, "big") + len(headers).to_bytes(4, "big")
+    message = prelude + zlib.crc32(prelude).to_bytes(4, "big") + headers + body
+    return message + zlib.crc32(message).to_bytes(4, "big")
+
+
+# A ConverseStream answer: "Hello there!" in two deltas, then its stop reason and usage.
+BEDROCK_STREAM = [
+    aws_frame("messageStart", {"role": "assistant"}),
+    aws_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hello"}}),
+    aws_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " there!"}}),
+    aws_frame("contentBlockStop", {"contentBlockIndex": 0}),
+    aws_frame("messageStop", {"stopReason": "end_turn"}),
+    aws_frame("metadata", {"usage": {"inputTokens": 9, "outputTokens": 3, "totalTokens": 12},
+                           "metrics": {"latencyMs": 250}}),
+]
 
 
 def _decoded(body: bytes, coding: str) -> bytes:
@@ -243,6 +269,8 @@ class Upstream:
                 await self._stream(send, TOOL_STREAM, gated=request.get("gated", False))
             else:
                 await self._json(send, 200, COMPLETION)
+        elif path.endswith("/converse-stream"):  # Bedrock: AWS event-stream frames, paced
+            await self._stream(send, BEDROCK_STREAM, content_type=b"application/vnd.amazon.eventstream")
         elif path == "/v1/messages":
             request = json.loads(body or b"{}")
             if request.get("stream"):
@@ -321,9 +349,10 @@ class Upstream:
             *extra]})
         await send({"type": "http.response.body", "body": data})
 
-    async def _stream(self, send, events: list[bytes], gated: bool = False) -> None:
+    async def _stream(self, send, events: list[bytes], gated: bool = False,
+                      content_type: bytes = b"text/event-stream") -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+            (b"content-type", content_type), (b"cache-control", b"no-cache")]})
         for number, event in enumerate(events):
             if gated and number == 2:
                 self.released_by_test = await self.gate.opens(timeout=60)
