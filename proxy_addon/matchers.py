@@ -186,7 +186,10 @@ class Matcher:
                 stored = None
             if stored is not None:
                 raw = stored[1]
-                body = raw.decode("utf-8")
+                try:
+                    body = raw.decode("utf-8")
+                except UnicodeDecodeError:  # binary: compared as bytes
+                    body = raw
         _, scrubbed, _ = scrub_request(request.url, (), raw, content_type)
         if scrubbed is raw:
             return body

@@ -265,3 +265,51 @@ def test_a_refused_connect_is_printed_without_its_proxy_credentials(tmp_path):
     assert "CONNECT openrouter.ai:443" in output, output
     assert credentials not in output and OPAQUE not in output, output
 
+
+
+def _br_bomb(prefix: bytes, mebibytes: int) -> bytes:
+    """Brotli that decodes to `prefix` and `mebibytes` MiB of zeros (a few KB)."""
+    compressor = brotli.Compressor(quality=5)
+    pieces = [compressor.process(prefix)]
+    zeros = bytes(1 << 20)
+    pieces += [compressor.process(zeros) for _ in range(mebibytes)]
+    return b"".join(pieces) + compressor.finish()
+
+
+def test_check_finds_keys_in_old_compressed_bodies_that_decode_to_binary_or_past_the_limit(tmp_path):
+    """An older release stored compressed request bodies as sent. `check` decoded them only when
+    the result was UTF-8 text, and skipped a brotli body that decodes past vcr_max_body: a key
+    in a zstd or zlib body of binary data (msgpack, protobuf), or in front of a brotli bomb,
+    passed `check` (and `redact` left it)."""
+    try:
+        from compression import zstd
+    except ImportError:  # Python < 3.14: the backport mitmproxy itself depends on
+        from backports import zstd
+
+    from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
+    from ..test_cli import _cli
+
+    binary = b"\x82\xa5model\xa1m\xa7api_key\xd9\x20" + KEY.encode()  # msgpack-like, not UTF-8
+    bodies = {"zstd": zstd.compress(binary), "deflate": zlib.compress(binary),
+              "br-bomb": _br_bomb(b'{"api_key": "' + KEY.encode() + b'", "pad": "', 257)}
+    for name, body in bodies.items():
+        interaction = Interaction(
+            id=0, request=Request(proto="HTTP/1.1", proto_major=1, proto_minor=1,
+                                  content_length=len(body), body=body, method="POST",
+                                  headers={"Content-Type": ["application/octet-stream"]},
+                                  url=f"https://openrouter.ai/api/v1/upload?case={name}"),
+            response=Response(proto="HTTP/1.1", proto_major=1, proto_minor=1, body="{}", headers={},
+                              status="200 OK", code=200, content_length=2))
+        (tmp_path / f"{name}.yaml").write_text(Cassette(interactions=[interaction]).dumps())
+    result = _cli("check", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    for name in bodies:
+        assert f"{name}.yaml: interaction #0 request body" in result.stderr, result.stderr
+    assert KEY not in result.stdout + result.stderr
+    assert _cli("redact", str(tmp_path)).returncode == 0
+    after = _cli("check", str(tmp_path))
+    assert after.returncode == 0, after.stderr
+    for name in bodies:
+        body = load(tmp_path / f"{name}.yaml").interactions[0].request.body
+        body = body.encode() if isinstance(body, str) else body
+        assert KEY.encode() not in body and b"At7ackK3yQ" not in body, (name, body[:200])
