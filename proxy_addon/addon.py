@@ -153,6 +153,9 @@ class VcrProxy:
         self.control_configured = False  # whether the HTTP control endpoint's token was read
 
     def load(self, loader) -> None:
+        # mitmproxy's own log lines quote the raw bytes of requests it cannot parse: from now
+        # on they are shown without them (display.py), in every log handler there is.
+        display.guard_logs()
         loader.add_option("vcr_mode", str, "once",
                           "once: replay an existing cassette, record a missing one; replay: "
                           "only from disk, a miss is an error; record: always upstream, the "
@@ -390,6 +393,7 @@ class VcrProxy:
         # Flows need scrubbing for display only where something shows or saves them (mitmdump's
         # flow printer, save_stream_file, hardump, mitmweb's view); `vcr-proxy start`'s lean
         # mitmproxy has none of them.
+        display.guard_logs()  # handlers added since load (none with mitmproxy 12: cheap)
         self.flows_shown = any(ctx.master.addons.get(name) is not None
                                for name in ("dumper", "save", "savehar", "view"))
         if self.flows_shown:
@@ -812,7 +816,8 @@ def request_view(flow: http.HTTPFlow) -> RequestView:
     if view is None:
         request = flow.request
         view = view_request(request.method, request.pretty_url, request.headers.items(multi=True),
-                            request.raw_content or b"", ctx.options.vcr_max_body)
+                            request.raw_content or b"", ctx.options.vcr_max_body,
+                            request.trailers.items(multi=True) if request.trailers else ())
         flow.metadata["vcr_view"] = view
     return view
 
@@ -828,7 +833,9 @@ def hide_credentials(flow: http.HTTPFlow) -> Secrets:
         view = request_view(flow)
         secrets, body = view.secrets, view.body
     except DecodeError as error:  # too large or broken to scrub (refused if it was ours to handle)
-        secrets = request_secrets(request.headers.items(multi=True), request.pretty_url, b"", "")
+        trailers = request.trailers.items(multi=True) if request.trailers else []
+        secrets = request_secrets([*request.headers.items(multi=True), *trailers],
+                                  request.pretty_url, b"", "")
         body = f"<body not shown: {error}>".encode()
     request.path = scrub_line(request.path, secrets)
     # The body shown is decoded: it carries no coding, and its length is its own.
@@ -836,6 +843,10 @@ def hide_credentials(flow: http.HTTPFlow) -> Secrets:
         (name.encode(), value.encode())
         for name, value in scrub_headers(request.headers.items(multi=True), secrets)
         if name.lower() not in ("content-encoding", "content-length")])
+    if request.trailers:  # HTTP/2 headers sent after the body: printed and saved as well
+        request.trailers = http.Headers([
+            (name.encode(), value.encode())
+            for name, value in scrub_headers(request.trailers.items(multi=True), secrets)])
     request.raw_content = bytes(body)
     return secrets
 

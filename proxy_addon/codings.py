@@ -155,11 +155,13 @@ def decode_body(body: bytes | bytearray, encoding: str, limit: int = DEFAULT_MAX
 
 
 def undo_stored_coding(body: bytes, limit: int = DEFAULT_MAX_BODY) -> tuple[str, bytes] | None:
-    """A stored binary body that is compressed text: its coding and the text's bytes; None
-    otherwise. An older release recorded compressed request bodies as they were sent, with no
-    Content-Encoding header. The coding is known by its magic bytes, or found by trying (brotli
-    and raw deflate have none); a guess counts only if it gives UTF-8 text. BodyTooLarge if a
-    body known to be compressed decodes to more than `limit`."""
+    """A stored binary body that is compressed: its coding and the decoded bytes; None otherwise.
+    An older release recorded compressed request bodies as they were sent, with no
+    Content-Encoding header. A coding known by its magic bytes counts whatever it decodes to
+    (binary too: a key's shape is found in bytes as well). Brotli and raw deflate have no magic
+    bytes and are found by trying: such a guess counts if it gives UTF-8 text, or if it decodes
+    past `limit` (random bytes do not decode to that much; a bomb with a key in front does).
+    BodyTooLarge if a body decodes to more than `limit`."""
     if body.startswith(_GZIP_MAGIC):
         known = "gzip"
     elif body.startswith(_ZSTD_MAGIC):
@@ -170,13 +172,12 @@ def undo_stored_coding(body: bytes, limit: int = DEFAULT_MAX_BODY) -> tuple[str,
         known = None
     for coding in (known,) if known else ("br", "deflate"):
         try:
-            text = bytes(decode_body(body, coding, limit, "stored request body"))
-            text.decode("utf-8")
+            data = bytes(decode_body(body, coding, limit, "stored request body"))
+            if not known:
+                data.decode("utf-8")
         except BodyTooLarge:
-            if known:
-                raise
-            continue
+            raise
         except (DecodeError, UnicodeDecodeError):
             continue
-        return coding, text
+        return coding, data
     return None

@@ -533,9 +533,10 @@ def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
     return scrubber.found
 
 
-def _stored_coding(request, scrubber: Scrubber) -> tuple[str, str] | None:
-    """A request body an older release stored compressed, as (coding, text); None for any other.
-    One too large to decode is replaced: what cannot be read cannot be shown to hold no key."""
+def _stored_coding(request, scrubber: Scrubber) -> tuple[str, str | bytes] | None:
+    """A request body an older release stored compressed, as (coding, text, or bytes if it is
+    not UTF-8); None for any other. One too large to decode is replaced: what cannot be read
+    cannot be shown to hold no key."""
     from .codings import BodyTooLarge, undo_stored_coding
 
     if not isinstance(request.body, (bytes, bytearray)):
@@ -547,7 +548,12 @@ def _stored_coding(request, scrubber: Scrubber) -> tuple[str, str] | None:
                               "checked for credentials")
         request.body = MARKER
         return None
-    return None if found is None else (found[0], found[1].decode("utf-8"))
+    if found is None:
+        return None
+    try:
+        return found[0], found[1].decode("utf-8")
+    except UnicodeDecodeError:  # binary (protobuf, msgpack): scrubbed as bytes, key shapes too
+        return found
 
 
 def _length(body) -> int:

@@ -186,7 +186,10 @@ class Matcher:
                 stored = None
             if stored is not None:
                 raw = stored[1]
-                body = raw.decode("utf-8")
+                try:
+                    body = raw.decode("utf-8")
+                except UnicodeDecodeError:  # binary: compared as bytes
+                    body = raw
         _, scrubbed, _ = scrub_request(request.url, (), raw, content_type)
         if scrubbed is raw:
             return body
@@ -238,10 +241,15 @@ class Matcher:
             return {canonical_header_key(k): v for k, v in headers.items()
                     if not is_credential_header(k) and k.lower() != "x-vcr-cassette"}
 
+        def shown(values):
+            # A cassette's values are quoted as they stand: one recorded before a rule existed
+            # (or not by this proxy) may hold a key in a header no rule names.
+            return None if values is None else [scrub_line(value) for value in values]
+
         recorded, sent = usable(recorded), usable(sent)
         for name in sorted(set(recorded) | set(sent)):
             if recorded.get(name) != sent.get(name):
-                return f"header {name}: recorded {recorded.get(name)}, sent {sent.get(name)}"
+                return f"header {name}: recorded {shown(recorded.get(name))}, sent {shown(sent.get(name))}"
         return None
 
     def find(self, index: dict[tuple[str, str], list[Interaction]], used: set[int],

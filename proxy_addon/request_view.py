@@ -36,15 +36,26 @@ def _header(headers: list[tuple[str, str]], lower: str) -> str:
     return next((value for name, value in headers if name.lower() == lower), "")
 
 
+def _joined(headers: list[tuple[str, str]], lower: str) -> str:
+    # A list-valued header sent on several lines is one comma-separated list (RFC 9110 5.3), as
+    # mitmproxy and the upstream read it: `Content-Encoding: identity` then `Content-Encoding:
+    # br` is a br body, which the first line alone would leave compressed, its keys unseen.
+    return ", ".join(value.strip() for name, value in headers
+                     if name.lower() == lower and value.strip())
+
+
 def view_request(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes,
-                 limit: int) -> RequestView:
+                 limit: int, trailers: Iterable[tuple[str, str]] = ()) -> RequestView:
     """The view of a request. A compressed body is decoded within `limit` bytes first: a key
-    inside it is a key all the same. DecodeError (BodyTooLarge past `limit`) if it cannot be."""
+    inside it is a key all the same. DecodeError (BodyTooLarge past `limit`) if it cannot be.
+    `trailers` (HTTP/2 headers sent after the body) are not recorded, but a credential in them
+    is one of the request's, scrubbed wherever it echoes."""
     headers = list(headers)
-    encoding = _header(headers, "content-encoding").strip()
-    if encoding and encoding.lower() != "identity":
+    encoding = _joined(headers, "content-encoding")
+    if any(coding.strip().lower() not in ("", "identity") for coding in encoding.split(",")):
         body = decode_body(body, encoding, limit, "request body")
     else:
         encoding = ""
-    url, body, secrets = scrub_request(url, headers, body, _header(headers, "content-type"))
+    url, body, secrets = scrub_request(url, headers + list(trailers), body,
+                                       _header(headers, "content-type"))
     return RequestView(method, url, headers, body, encoding, secrets)
