@@ -28,9 +28,10 @@ def upstream(tmp_path_factory):
     server.stop()
 
 
-def _converse_stream(proxy: Proxy) -> tuple[str, list[float]]:
+def _converse_stream(proxy: Proxy, call: str = "converse_stream",
+                     prompt: str = "Say hello") -> tuple[str, list[float]]:
     """The streamed text as boto3 reads it, and when each event reached it (seconds after the
-    call)."""
+    call); `call="converse"` makes the call unstreamed (it raises if it misses)."""
     import boto3
     from botocore.config import Config
 
@@ -39,8 +40,8 @@ def _converse_stream(proxy: Proxy) -> tuple[str, list[float]]:
                           aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                           config=Config(proxies={"https": proxy.url}, retries={"max_attempts": 1}))
     started = time.monotonic()
-    answer = client.converse_stream(modelId=MODEL, messages=[
-        {"role": "user", "content": [{"text": "Say hello"}]}])
+    answer = getattr(client, call)(modelId=MODEL, messages=[
+        {"role": "user", "content": [{"text": prompt}]}])
     text, arrivals = "", []
     for event in answer["stream"]:
         arrivals.append(time.monotonic() - started)
@@ -134,3 +135,31 @@ def test_boto3_works_after_vcr_proxy_env_on_a_machine_that_exports_aws_ca_bundle
         replaying.stop()
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "Hello there!"
+
+
+@pytest.mark.parametrize("call", ["converse_stream", "converse"])
+def test_a_bedrock_miss_raises_a_client_error_that_names_the_cassette_and_the_difference(
+        tmp_path, upstream, call):
+    from botocore.exceptions import ClientError
+
+    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
+                      vcr_mode="record").start()
+    try:
+        _converse_stream(recording)
+        recorded(recording.cassettes / "default.yaml")
+    finally:
+        recording.stop()
+    replaying = Proxy(tmp_path, vcr_mode="replay").start()
+    try:
+        with pytest.raises(ClientError) as raised:
+            _converse_stream(replaying, call, prompt="Say goodbye")
+    finally:
+        replaying.stop()
+    error = raised.value.response["Error"]
+    assert error["Code"] == "ResourceNotFoundException"
+    assert "vcr-proxy: POST https://bedrock-runtime.us-east-1.amazonaws.com/model/" in error["Message"]
+    assert str(replaying.cassettes / "default.yaml") in error["Message"]
+    if call == "converse_stream":
+        assert '$.messages[0].content[0].text: recorded "Say hello", sent "Say goodbye"' in error["Message"]
+    else:
+        assert "url:" in error["Message"]  # the nearest recording is the streamed call
