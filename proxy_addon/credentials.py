@@ -295,7 +295,36 @@ class Scrubber:
         if kind == "application/x-www-form-urlencoded" or _looks_urlencoded(body):
             return self._urlencoded(body, where)
         self._collect_json(body)
-        return self._json_fields(body, where)
+        return self._echoed_queries(self._json_fields(body, where), where)
+
+    def _echoed_queries(self, body, where: str):
+        """Credential parameters of query strings quoted in a body (an upstream echoing the URL
+        it was called with, `...?alt=sse&api%5Fkey=...`): replaced, and their values collected,
+        whatever the URL they came from now holds. Only after `?`, `&` or `;` (JSON's `\\u0026`
+        too), and only values as long as a key: a word in prose is not a parameter."""
+        is_text = isinstance(body, str)
+        if (b"=" if not is_text else "=") not in body:
+            return body
+        pattern = _QUERY_PAIR_TEXT if is_text else _QUERY_PAIR_BYTES
+        changed = False
+
+        def replace(match: re.Match):
+            nonlocal changed
+            name, value = match.group(1), match.group(2)
+            name_text = name if is_text else name.decode("latin-1")
+            value_text = value if is_text else value.decode("utf-8", "replace")
+            if value_text == MARKER or not is_credential_param(name_text):
+                return match.group(0)
+            self.secrets.add(unquote_plus(value_text))
+            self.found.append(f"{where} parameter {unquote_plus(name_text)}")
+            changed = True
+            return name + ("=" + MARKER if is_text else b"=" + MARKER.encode())
+
+        scrubbed = pattern.sub(replace, body)
+        if changed:
+            self._echoes = None
+            return _same_type(scrubbed, body)
+        return body
 
     def _collect_json(self, body) -> None:
         """Credentials in JSON shapes the in-place scan does not see (lists of values, name and
@@ -439,6 +468,10 @@ class Scrubber:
         return re.sub(r"\?[^\s#]*", lambda m: "?" + self.query(m.group(0)[1:], where), value)
 
 
+_QUERY_PAIR = (r"(?:(?<=[?&;])|(?<=\\u0026))([\w.%+*~\[\]-]{1,64})=([^&;\s\"'#<>\\]{"
+               + str(MIN_ECHO) + ",})")
+_QUERY_PAIR_TEXT = re.compile(_QUERY_PAIR)
+_QUERY_PAIR_BYTES = re.compile(_QUERY_PAIR.encode())
 _URLENCODED = re.compile(r"[\w.%+*~\[\]-]+=[^&;\s]*(?:[&;][\w.%+*~\[\]-]+=[^&;\s]*)*\s*")
 
 
