@@ -1,0 +1,145 @@
+"""Attacks on the three promises: in replay mode nothing leaves the machine; only the user who
+started the proxy steers it; bad input gets one clear line. Each test is one attack that once
+worked, run with real processes against loopback addresses only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy_addon.cassette import Cassette, Interaction, Request, Response
+from proxy_addon.persisters.filesystem import write_atomic
+
+from ..network import StandInNetwork
+from ..proxy import ROOT, Proxy, control_client, control_token
+from ..test_record import CHAT
+from ..upstream import Upstream, make_certificate
+from .test_other_users import _listening_ports
+
+# A DNS query for example.com (A), as sent over TCP: its length first.
+_QUERY = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00" + struct.pack(">HH", 1, 1)
+DNS_QUERY = struct.pack(">H", len(_QUERY)) + _QUERY
+# `mitmdump -s` calls the addon before mitmproxy's own next_layer addon, `vcr-proxy start` after.
+LAUNCHERS = pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
+
+
+@pytest.fixture
+def network():
+    stand_in = StandInNetwork().start()
+    yield stand_in
+    stand_in.stop()
+
+
+def _tunnel(proxy: Proxy, target: str) -> socket.socket:
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = raw.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return raw
+
+
+def _rest(raw: socket.socket) -> bytes:
+    """Everything the proxy sends until it closes the connection (or 10 s of silence)."""
+    answer = b""
+    try:
+        while chunk := raw.recv(4096):
+            answer += chunk
+    except (TimeoutError, ConnectionError):
+        pass
+    return answer
+
+
+# -- DNS: mitmproxy's next_layer turns any opened-up connection to port 53 or 5353 into a DNS
+# relay, past the request hook where replay answers.
+
+@LAUNCHERS
+@pytest.mark.parametrize("target", ["dns.example:53", "10.0.0.1:5353"])
+def test_dns_through_a_tunnel_does_not_leave_in_replay(tmp_path, network, target, launcher):
+    proxy = Proxy(tmp_path, vcr_mode="replay", mode=f"upstream:{network.url}",
+                  launcher=launcher).start()
+    try:
+        with _tunnel(proxy, target) as raw:
+            raw.sendall(DNS_QUERY)
+            answer = _rest(raw)
+    finally:
+        proxy.stop()
+    assert answer == b""
+    assert network.connections == []
+    assert "closed DNSLayer traffic" in proxy.output() and "Traceback" not in proxy.output()
+
+
+class _DnsServer(socketserver.ThreadingTCPServer):
+    """Answers every DNS query over TCP (its header's QR bit set), and counts them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.queries = 0
+        super().__init__(("127.0.0.1", 0), _DnsHandler)
+
+
+class _DnsHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        stream = self.request.makefile("rb")
+        while len(length := stream.read(2)) == 2:
+            message = bytearray(stream.read(struct.unpack(">H", length)[0]))
+            self.server.queries += 1
+            message[2] |= 0x80
+            self.request.sendall(length + bytes(message))
+
+
+def _read_dns(raw: socket.socket) -> bytes:
+    data = b""
+    while len(data) < 2 or len(data) < 2 + struct.unpack(">H", data[:2])[0]:
+        chunk = raw.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+@LAUNCHERS
+def test_dns_relayed_before_the_switch_to_replay_is_closed_at_it(tmp_path, launcher):
+    """A recorded host is opened up in once mode; on its port 53 mitmproxy relays DNS, never
+    seen by the request hook: the switch to replay must close it like any other relay."""
+    dns = _DnsServer()
+    threading.Thread(target=dns.serve_forever, daemon=True).start()
+    network = StandInNetwork(forward_to=dns.server_address).start()
+    proxy = Proxy(tmp_path, vcr_mode="once", vcr_hosts="dns.example",
+                  mode=f"upstream:{network.url}", launcher=launcher).start()
+    try:
+        with _tunnel(proxy, "dns.example:53") as raw:
+            raw.sendall(DNS_QUERY)
+            first = _read_dns(raw)
+            with control_client(proxy) as control:
+                assert control.post("http://vcr-proxy.control/cassette",
+                                    json={"name": "t", "mode": "replay"}).status_code == 200
+            try:
+                raw.sendall(DNS_QUERY)
+            except OSError:
+                pass
+            after = _rest(raw)
+    finally:
+        proxy.stop()
+        network.stop()
+        dns.shutdown()
+        dns.server_close()
+    assert len(first) == len(DNS_QUERY) and first[4] & 0x80  # relayed while the mode let it
+    assert after == b""
+    assert dns.queries == 1
+    assert "closed a raw relay to dns.example:53" in proxy.output()
