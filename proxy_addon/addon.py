@@ -24,7 +24,7 @@ from mitmproxy.proxy import commands, events, layer, layers, mode_specs  # noqa:
 from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import display, filters  # noqa: E402
-from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
+from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
 from proxy_addon.control_token import TOKEN_VARIABLE, TokenError, chosen_token, load_token, token_path  # noqa: E402
@@ -611,6 +611,9 @@ class VcrProxy:
             return None
         mode = self.mode
         fault_text = request.headers.pop(FAULT_HEADER, None)  # never forwarded nor recorded
+        # A client that sends the control token with every request (a session's default
+        # headers) must not hand it to an API or a passthrough host: it steers this proxy.
+        request.headers.pop(CONTROL_HEADER, None)
         if not self.routes.handles(request.host, mode):
             return None
         try:

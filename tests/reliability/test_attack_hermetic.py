@@ -143,3 +143,33 @@ def test_dns_relayed_before_the_switch_to_replay_is_closed_at_it(tmp_path, launc
     assert after == b""
     assert dns.queries == 1
     assert "closed a raw relay to dns.example:53" in proxy.output()
+
+
+# -- the control token: a secret that steers the proxy, never to be shown, saved, recorded or
+# forwarded.
+
+def test_the_control_token_is_never_shown_saved_recorded_or_forwarded(tmp_path):
+    """A session client that sends the control header with every request (tests/proxy.py's
+    control_client does), through mitmdump printing whole flows and saving them, recording
+    every header."""
+    cert, key = make_certificate(tmp_path)
+    upstream = Upstream(cert, key).start()
+    flows = tmp_path / "flows"
+    proxy = Proxy(tmp_path / "proxy", upstream_ca=cert, vcr_mode="record", vcr_upstream=upstream.url,
+                  vcr_headers="all", flow_detail="4", save_stream_file=str(flows)).start()
+    try:
+        token = control_token(proxy)
+        with control_client(proxy) as client:
+            assert client.get("http://vcr-proxy.control/status").status_code == 200
+            assert client.post(CHAT, json={"model": "m"}).status_code == 200
+    finally:
+        proxy.stop()
+        upstream.stop()
+    assert len(upstream.requests) == 1
+    for request in upstream.requests:
+        assert "x-vcr-control" not in request["headers"], request["headers"]
+        assert token not in str(request)
+    assert token not in proxy.output()
+    assert token.encode() not in flows.read_bytes()
+    cassettes = list(proxy.cassettes.rglob("*.yaml"))
+    assert cassettes and all(token not in path.read_text() for path in cassettes)
