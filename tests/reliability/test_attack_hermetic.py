@@ -173,3 +173,44 @@ def test_the_control_token_is_never_shown_saved_recorded_or_forwarded(tmp_path):
     assert token.encode() not in flows.read_bytes()
     cassettes = list(proxy.cassettes.rglob("*.yaml"))
     assert cassettes and all(token not in path.read_text() for path in cassettes)
+
+
+# -- the in-process replay server: its port is open to every local user.
+
+def _replay_server_port(proxy: Proxy) -> int:
+    for _ in range(200):
+        ports = [port for port in _listening_ports(proxy.process.pid) if port != proxy.port]
+        if ports:
+            return ports[0]
+        time.sleep(0.05)
+    raise AssertionError("the replay server is not listening")
+
+
+def test_the_replay_server_survives_an_oversized_or_endless_head(tmp_path):
+    """A local user sends the replay server a request head over its reader's limit (once a
+    traceback in the proxy's log), and opens a connection that never sends one (once held
+    open for good): the first is closed quietly, the second closed after a while."""
+    proxy = Proxy(tmp_path, vcr_mode="replay", launcher=True).start()
+    try:
+        port = _replay_server_port(proxy)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as silent, \
+                socket.create_connection(("127.0.0.1", port), timeout=30) as huge:
+            try:
+                huge.sendall(b"GET /" + b"a" * 200_000 + b" HTTP/1.1\r\n\r\n")
+            except OSError:
+                pass  # closed while sending: what is wanted
+            try:
+                huge_answer = huge.recv(100)
+            except ConnectionError:
+                huge_answer = b""
+            try:
+                silent_answer = silent.recv(100)  # b"" when the server closes it (in 10 s)
+            except TimeoutError:
+                silent_answer = None  # still held open 30 s later
+        with proxy.client() as client:  # still serving
+            miss = client.post(CHAT, json={"model": "m"})
+    finally:
+        proxy.stop()
+    assert huge_answer == b"" and silent_answer == b""
+    assert miss.status_code == 404
+    assert "Traceback" not in proxy.output(), proxy.output()
