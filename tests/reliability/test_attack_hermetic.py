@@ -214,3 +214,59 @@ def test_the_replay_server_survives_an_oversized_or_endless_head(tmp_path):
     assert huge_answer == b"" and silent_answer == b""
     assert miss.status_code == 404
     assert "Traceback" not in proxy.output(), proxy.output()
+
+
+# -- `vcr-proxy report -o`: the report replaces its output whole, by a rename.
+
+CLI = [sys.executable, str(ROOT / "scripts" / "vcr-proxy")]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _a_cassette(folder: Path) -> Path:
+    path = folder / "c.yaml"
+    interaction = Interaction(id=0, request=Request(url=CHAT, method="POST", body="{}"),
+                              response=Response(body="{}", code=200, status="200 OK"))
+    write_atomic(path, Cassette(interactions=[interaction]).dumps().encode())
+    return path
+
+
+def test_report_never_replaces_a_device_a_fifo_or_a_link(tmp_path):
+    """`-o /dev/null` run as root once left a regular file where the device was (for every
+    program on the machine); here a device node, a FIFO and a link to one in a folder of the
+    test's own stand in for /dev/null and /dev/stdout."""
+    cassette = _a_cassette(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    targets = [fifo]
+    if os.geteuid() == 0:
+        null = tmp_path / "null"
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        targets.append(null)
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to(fifo)
+    for target in [*targets, stdout]:
+        result = _cli("report", "-o", str(target), str(cassette), cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert "not a regular file; choose another -o path" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and stdout.is_symlink()
+    if os.geteuid() == 0:
+        assert stat.S_ISCHR(os.lstat(tmp_path / "null").st_mode)
+    # A link to a file (or to where one is to be) is written through, and stays a link.
+    link = tmp_path / "link.html"
+    link.symlink_to(tmp_path / "real.html")
+    result = _cli("report", "-o", str(link), str(cassette), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and "<html" in (tmp_path / "real.html").read_text().lower()
+
+
+def test_report_names_a_symlink_loop_in_one_line(tmp_path):
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    result = _cli("report", "a.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[0].startswith("a.yaml: ")
