@@ -496,6 +496,16 @@ class VcrProxy:
 
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
+        # Then end the client connections still open (a tunnel, a keep-alive client): left to
+        # the event loop's end, each is cancelled there, which `mitmdump -s` (its exception
+        # handler gone by then) prints as a traceback on Ctrl-C.
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is not None:
+            closing = []
+            for client in list(proxyserver.connections):
+                closing += close_client_connection(client)
+            if closing:
+                await wait_closed(closing)
         save = ctx.master.addons.get("save")
         if save is not None:  # it writes the flows still in flight when it stops: scrubbed too
             for flow in list(save.active_flows):

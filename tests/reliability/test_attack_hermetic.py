@@ -270,3 +270,25 @@ def test_report_names_a_symlink_loop_in_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines()[0].startswith("a.yaml: ")
+
+
+# -- Ctrl-C with clients still connected.
+
+@LAUNCHERS
+def test_stopping_with_a_client_still_connected_prints_no_traceback(tmp_path, launcher):
+    """A tunnel still open when the user stops the proxy was cancelled with the event loop,
+    which `mitmdump -s` printed as a traceback."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    proxy = Proxy(tmp_path, vcr_mode="passthrough", launcher=launcher).start()
+    try:
+        with _tunnel(proxy, f"127.0.0.1:{listener.getsockname()[1]}") as raw:
+            raw.sendall(b"hello")
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.recv(5) == b"hello"
+                proxy.stop()
+                assert proxy.process.returncode == 0
+    finally:
+        proxy.stop()
+        listener.close()
+    assert "Traceback" not in proxy.output(), proxy.output()
