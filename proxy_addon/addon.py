@@ -24,7 +24,7 @@ from mitmproxy.proxy import commands, events, layer, layers, mode_specs  # noqa:
 from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import display, filters  # noqa: E402
-from proxy_addon.control import ControlEndpoint, Session  # noqa: E402
+from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
 from proxy_addon.control_token import TOKEN_VARIABLE, TokenError, chosen_token, load_token, token_path  # noqa: E402
@@ -33,7 +33,7 @@ from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # no
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
-from proxy_addon.relays import TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
+from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response  # noqa: E402
@@ -81,6 +81,10 @@ def cassette_path(folder: Path, name: str) -> Path:
 _ANSWERED_MODES = (mode_specs.RegularMode, mode_specs.UpstreamMode, mode_specs.Socks5Mode,
                    mode_specs.LocalMode)
 _ANSWERED_REVERSE = ("http", "https")
+
+
+# The layers mitmproxy relays a connection's bytes or datagrams with, past the request hook.
+_RAW_LAYERS = (layers.TCPLayer, layers.UDPLayer, layers.DNSLayer, layers.RawQuicLayer)
 
 
 # Modes whose client connections carry a sockname that is not a listener's address: the
@@ -496,6 +500,16 @@ class VcrProxy:
 
     async def done(self) -> None:
         await self.recorder.settle(5.0)  # Ctrl-C: let the exchanges that are ending be saved
+        # Then end the client connections still open (a tunnel, a keep-alive client): left to
+        # the event loop's end, each is cancelled there, which `mitmdump -s` (its exception
+        # handler gone by then) prints as a traceback on Ctrl-C.
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is not None:
+            closing = []
+            for client in list(proxyserver.connections):
+                closing += close_client_connection(client)
+            if closing:
+                await wait_closed(closing)
         save = ctx.master.addons.get("save")
         if save is not None:  # it writes the flows still in flight when it stops: scrubbed too
             for flow in list(save.active_flows):
@@ -516,7 +530,8 @@ class VcrProxy:
     def next_layer(self, nextlayer) -> None:
         """A tunnel (CONNECT) to a host this proxy does not handle is passed on untouched, so
         its certificate needs no trust in mitmproxy's CA; any other is opened up. In replay
-        mode UDP is closed: nothing answers it from a cassette."""
+        mode UDP is closed, and so is an opened-up connection mitmproxy would relay raw (DNS on
+        port 53): nothing answers them from a cassette."""
         context = nextlayer.context
         if context.client.transport_protocol == "udp" and self.mode == "replay":
             # Local mode carries UDP (DNS, QUIC) and reverse:https listens for QUIC too; relayed,
@@ -527,15 +542,34 @@ class VcrProxy:
             nextlayer.layer = _Closed(context)
             return
         address = context.server.address
-        if address is None or context.client.tls_established:
-            return  # no target yet, or decided when the tunnel opened
         mode = self.mode
-        if not self.routes.intercepts(address[0], mode):
+        if (address is not None and not context.client.tls_established
+                and not self.routes.intercepts(address[0], mode)):
             nextlayer.layer = layers.TCPLayer(context, ignore=True)
             # Relayed byte for byte from now on, whatever the mode becomes: remembered, so that
             # a switch to a mode that would answer this host closes it (relays.py).
             client = context.client.id
             self.relays.opened(client, Relay(client, TUNNEL, address[0], address[1], mode))
+            return
+        decider = ctx.master.addons.get("nextlayer")
+        if nextlayer.layer is None and decider is not None:
+            # mitmproxy's own choice, made now to be checked here: `mitmdump -s` calls its
+            # scripts before its next_layer addon (`vcr-proxy start`, after). Made, it stands:
+            # that addon never overrides a layer already chosen.
+            decider.next_layer(nextlayer)
+        if isinstance(nextlayer.layer, _RAW_LAYERS):
+            # An opened-up connection that mitmproxy's own choice relays past the request hook:
+            # DNS for any target on port 53 or 5353, inside a tunnel or its TLS too; raw TCP or
+            # UDP for what its options name.
+            host, port = address or ("", 0)
+            if mode == "replay":
+                log.info(f"vcr-proxy: closed {type(nextlayer.layer).__name__} traffic from "
+                         f"{format_address(context.client.peername)} to {format_address(address)}: "
+                         "replay mode answers HTTP(S) only")
+                nextlayer.layer = _Closed(context)
+                return
+            # Relayed as it is in this mode: a switch to replay closes it (relays.py).
+            self.relays.opened(context.client.id, Relay(context.client.id, RAW, host, port, mode))
 
     def client_disconnected(self, client) -> None:
         if self.relays:
@@ -591,6 +625,9 @@ class VcrProxy:
             return None
         mode = self.mode
         fault_text = request.headers.pop(FAULT_HEADER, None)  # never forwarded nor recorded
+        # A client that sends the control token with every request (a session's default
+        # headers) must not hand it to an API or a passthrough host: it steers this proxy.
+        request.headers.pop(CONTROL_HEADER, None)
         if not self.routes.handles(request.host, mode):
             return None
         try:

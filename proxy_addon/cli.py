@@ -214,7 +214,8 @@ def report(output: str, paths: tuple[str, ...]) -> None:
         _report([f"{' '.join(paths)}: no cassette to report on; name .yaml files or folders that hold them"])
         sys.exit(1)
     try:
-        write_atomic(Path(output), render(readings).encode("utf-8"))
+        # Through a symbolic link to the file it names, rather than over the link itself.
+        write_atomic(Path(os.path.realpath(output)), render(readings).encode("utf-8"))
     except OSError as error:
         _report([f"{output}: cannot write the report ({error.strerror}); choose another -o path"])
         sys.exit(1)
@@ -223,11 +224,19 @@ def report(output: str, paths: tuple[str, ...]) -> None:
 
 
 def _overwrites_input(output: Path, paths: tuple[str, ...]) -> str:
-    """Why writing the report to `output` would overwrite a cassette it reads, or "": the
-    output is one of the named files, or a cassette-named file inside a named folder."""
-    target = output.resolve()
+    """Why writing the report to `output` would overwrite a cassette it reads, or something
+    that is no file of its own, or "": the output is one of the named files, a cassette-named
+    file inside a named folder, or no regular file. The report replaces its file whole, by a
+    rename: `-o /dev/null` (or /dev/stdout, a link to a pipe) run as root would leave a regular
+    file where the device or the link was, for every program on the machine."""
+    problem = regular_problem(output)
+    if problem is not None:
+        return problem
+    # realpath, not Path.resolve: a symlink loop among the names is reported by cassette_files
+    # as missing, where Path.resolve raises RuntimeError.
+    target = Path(os.path.realpath(output))
     for name in paths:
-        path = Path(name).resolve()
+        path = Path(os.path.realpath(name))
         if target == path:
             return f"is one of the cassettes to report on ({name})"
         if path.is_dir() and path in target.parents and target.suffix in CASSETTE_SUFFIXES:

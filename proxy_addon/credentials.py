@@ -32,6 +32,10 @@ MARKER = "REDACTED"
 MIN_ECHO = 8
 
 _COOKIE_HEADERS = frozenset(("cookie", "set-cookie", "cookie2", "set-cookie2"))
+# Headers that are credentials by their exact name, which no rule below would find: the proxy's
+# own control token (control.py's X-Vcr-Control) steers the proxy; shown in a flow line, saved
+# in a flow file or recorded with vcr_headers=all, it would hand that to whoever reads them.
+_SECRET_HEADERS = frozenset(("x-vcr-control",))
 _NAME_WORDS = frozenset(("auth", "authorization", "authorisation", "authentication", "token", "secret",
                          "password", "passwd",
                          "passphrase", "credential", "credentials", "apikey", "signature",
@@ -61,7 +65,7 @@ def _words(name: str) -> list[str]:
 @functools.lru_cache(maxsize=4096)  # header names repeat: this runs for every request
 def is_credential_header(name: str) -> bool:
     lower = name.lower()
-    if lower in _COOKIE_HEADERS:
+    if lower in _COOKIE_HEADERS or lower in _SECRET_HEADERS:
         return True
     if lower.startswith("access-control-"):  # CORS: Access-Control-Allow-Credentials: true
         return False

@@ -2,7 +2,8 @@
 
 routing.py decides when a connection opens: a CONNECT tunnel to a host the current mode does not
 open up is relayed byte for byte, and a WebSocket that passes through is relayed message by
-message. Neither shows the addon the requests that come later on it: a client that keeps its
+message, as is DNS that mitmproxy relays on a connection it opened up (any target's port 53).
+None shows the addon the requests that come later on it: a client that keeps its
 connection (a session-wide SDK client, an HTTP/2 connection, a Realtime session) would go on
 reaching the network after the proxy had been switched to replay. So when the mode or the hosts
 change, every relay the new configuration would answer from cassettes is closed; its client
@@ -20,6 +21,7 @@ from .routing import Routes
 
 TUNNEL = "tunnel"
 WEBSOCKET = "WebSocket"
+RAW = "raw relay"  # DNS, TCP or UDP mitmproxy relays on a connection it opened up
 
 
 @dataclass(frozen=True)
@@ -76,5 +78,6 @@ def _stale(relay: Relay, routes: Routes, mode: str) -> bool:
         # the other modes the hosts they record (a test recording through a connection pooled
         # in passthrough mode would otherwise record nothing).
         return routes.intercepts(relay.host, mode)
-    # A WebSocket is never recorded, in any mode: only replay, which refuses them, ends one.
+    # A WebSocket or a raw relay is never recorded, in any mode: only replay, which refuses
+    # them, ends one.
     return mode == "replay" and routes.handles(relay.host, mode)

@@ -31,6 +31,7 @@ log = logging.getLogger("vcr-proxy")
 
 TIMINGS = ("none", "duration", "events")
 REPLAY_PATH = "/__vcr-proxy-replay__/"
+HEAD_TIMEOUT = 10.0  # seconds a connection to the replay server has to send its request head
 
 
 class ReplayCassette:
@@ -176,7 +177,10 @@ class ReplayServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            # The proxy's own request comes whole at once; anyone else's is bounded: a head that
+            # never ends, or one over the reader's limit, from another local user must neither
+            # hold a connection open for good nor print a traceback in the proxy's log.
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             # The target may come in absolute form (a plain-HTTP flow in upstream proxy mode).
             target = head.split(b" ", 2)[1].decode("latin-1")
             _, found, token = target.rpartition(REPLAY_PATH)
@@ -187,7 +191,8 @@ class ReplayServer:
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
             await self._play(plan, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                TimeoutError):
             pass
         finally:
             writer.close()
