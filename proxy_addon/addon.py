@@ -36,7 +36,7 @@ from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
-from proxy_addon.responses import error_response  # noqa: E402
+from proxy_addon.responses import error_response, flow_error  # noqa: E402
 from proxy_addon.routing import (  # noqa: E402
     CONTROL_HOST, CassetteHosts, HostPatterns, Routes, host_mismatch, normalize_host, parse_hosts)
 from proxy_addon.serializers.emitter import DEFAULT_LAYOUT, LAYOUTS  # noqa: E402
@@ -783,6 +783,18 @@ class VcrProxy:
         self._begin_recording(flow, writer)
 
     def _begin_recording(self, flow: http.HTTPFlow, writer) -> None:
+        if self.mode == "replay":
+            # Switched to replay while this request waited for the disk (once mode's decision,
+            # a cassette lock): it would be forwarded under a mode no longer in force.
+            message = (f"vcr-proxy: {flow.request.method} {request_view(flow).url}: the proxy "
+                       "switched to replay mode while this request waited to be recorded; it "
+                       "was not forwarded")
+            log.error(message)
+            flow.response = flow_error(flow, 404, message)
+            self.session.misses.append(f"{flow.request.method} {request_view(flow).url}")
+            self.session.miss_messages.append(message)
+            self.control.notify("miss")
+            return
         # A test runner that heard of no recording (and no miss) knows, without asking, that
         # no save can fail for its test.
         self.control.notify("record")

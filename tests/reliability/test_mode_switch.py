@@ -316,3 +316,56 @@ def test_a_session_client_warmed_up_before_a_replayed_test_is_answered_from_cass
     assert "STATUS 404" in output
     assert f"miss: vcr-proxy: POST https://127.0.0.1:{upstream.port}/v1/chat/completions" in output
     assert [json.loads(r["body"]) for r in upstream.requests] == [{"n": 0}]
+
+
+def _wait_for_a_blocked_flock(path: Path, timeout: float = 20) -> None:
+    """Until some process waits for the flock on `path` (a `->` line of /proc/locks names its
+    inode): the proxy has the request, and is waiting on the lock."""
+    import os
+    import time
+
+    inode = os.stat(path).st_ino
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as locks:
+            if any("->" in line and line.split()[-3].endswith(f":{inode}") for line in locks):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing waited for the lock on {path}")
+
+
+def test_a_request_waiting_for_the_disk_at_the_switch_to_replay_is_not_forwarded(tmp_path, upstream):
+    """Once mode decided to record a missing cassette, and the request waits for the cassette's
+    lock; meanwhile the proxy is switched to replay. Released, it must not go upstream."""
+    import fcntl
+    import os
+    import threading
+
+    cassettes = tmp_path / "cassettes"
+    cassettes.mkdir()
+    proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
+                  vcr_mode="once").start()
+    lock = os.open(cassettes / ".waits.yaml.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    answers = []
+    try:
+        with proxy.client(timeout=30) as client, control_client(proxy) as control:
+            waiting = threading.Thread(target=lambda: answers.append(client.post(
+                "https://openrouter.ai/api/v1/chat/completions", json={"n": 1},
+                headers={"X-Vcr-Cassette": "waits"})))
+            waiting.start()
+            _wait_for_a_blocked_flock(cassettes / ".waits.yaml.lock")
+            assert waiting.is_alive()
+            switched = control.post("http://vcr-proxy.control/cassette",
+                                    json={"name": "other", "mode": "replay"})
+            assert switched.status_code == 200
+            os.close(lock)  # the waiting request may go on
+            lock = None
+            waiting.join(20)
+    finally:
+        if lock is not None:
+            os.close(lock)
+        proxy.stop()
+    assert len(answers) == 1
+    assert answers[0].status_code == 404 and "switched to replay" in answers[0].text
+    assert not [r for r in upstream.requests if r["path"].endswith("/chat/completions")]
