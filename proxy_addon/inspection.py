@@ -112,17 +112,23 @@ class Summary:
 
 
 def summarize(cassette: Cassette) -> Summary:
+    from .conversation import read_exchange  # which imports this module
+
     summary = Summary(interactions=len(cassette.interactions))
     for interaction in cassette.interactions:
         host = urlsplit(interaction.request.url).hostname or ""
         if host and host not in summary.hosts:
             summary.hosts.append(host)
-        name = model(interaction)
+        # The model and tokens as `show` reads them, for every API family it knows (the model
+        # in a Bedrock URL, Cohere's and Groq's usage); the fields above for any other.
+        reading = read_exchange(interaction)
+        name = reading.model or model(interaction)
         if name and name not in summary.models:
             summary.models.append(name)
         summary.streamed += is_streamed(interaction)
         summary.duration += interaction.response.duration
-        summary.usage = summary.usage + usage(interaction)
+        found = reading.usage if reading.family else usage(interaction)
+        summary.usage = summary.usage + Usage(found.input, found.output)
     return summary
 
 

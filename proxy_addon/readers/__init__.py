@@ -1,0 +1,1 @@
+"""Readers of LLM exchanges, one module per API family (see conversation.py)."""
