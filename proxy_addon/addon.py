@@ -36,7 +36,8 @@ from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
-from proxy_addon.responses import error_response, flow_error  # noqa: E402
+from proxy_addon.responses import error_response, flow_error, json_response  # noqa: E402
+from proxy_addon.telemetry import parse_endpoints, telemetry_endpoint  # noqa: E402
 from proxy_addon.routing import (  # noqa: E402
     CONTROL_HOST, CassetteHosts, HostPatterns, Routes, host_mismatch, normalize_host, parse_hosts)
 from proxy_addon.serializers.emitter import DEFAULT_LAYOUT, LAYOUTS  # noqa: E402
@@ -144,6 +145,7 @@ class VcrProxy:
         self.loading: dict[Path, asyncio.Task] = {}  # cassettes read ahead (preload)
         self.matcher = Matcher(MatchRules())
         self.speed = 1.0
+        self.telemetry = parse_endpoints("")
         self.session = Session()
         self.loopback_forced = False
         self.rebinding: asyncio.Task | None = None
@@ -223,6 +225,12 @@ class VcrProxy:
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
+        loader.add_option("vcr_telemetry", str, "",
+                          "Endpoints SDKs send telemetry to on their own (host/path patterns): "
+                          "never recorded, answered here with a success where cassettes are "
+                          "replayed. +host/path adds to the defaults (the OpenAI Agents SDK's "
+                          "traces, LangSmith, Langfuse), host/path replaces them, none: no such "
+                          "endpoints.")
 
     def configure(self, updated: set[str]) -> None:
         # Options set below (listen_host...) call configure again from inside this one.
@@ -303,6 +311,10 @@ class VcrProxy:
                                                     options.vcr_allow_repeats))
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_match: {error}") from None
+        try:
+            self.telemetry = parse_endpoints(options.vcr_telemetry)
+        except ValueError as error:
+            raise exceptions.OptionsError(f"vcr_telemetry: {error}") from None
         if options.allow_hosts or options.ignore_hosts or options.tcp_hosts:
             # mitmproxy would tunnel what these name, in replay mode too: one rule decides.
             raise exceptions.OptionsError(
@@ -638,6 +650,8 @@ class VcrProxy:
         if request.headers.get("upgrade", "").lower() == "websocket":
             return self._websocket(flow, mode)
         name = request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette or ctx.options.vcr_cassette
+        if telemetry_endpoint(self.telemetry, request.host, request.path) is not None:
+            return self._telemetry(flow, name, mode)
         try:
             request_view(flow)
         except DecodeError as error:
@@ -653,6 +667,20 @@ class VcrProxy:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
         return self._dispatch(flow, path, mode)
+
+    def _telemetry(self, flow: http.HTTPFlow, name: str, mode: str) -> None:
+        """An SDK's own telemetry (telemetry.py): never recorded; answered here wherever the
+        cassette is replayed, passed on (to vcr_upstream, if set) wherever it is recorded."""
+        if mode == "once":  # replayed or recorded, as once decided for the cassette (or will)
+            try:
+                path = self.cassette_for(name)
+                mode = self.decisions.get(path) or ("replay" if path.exists() else "record")
+            except ValueError:
+                mode = "replay"
+        if mode == "replay":
+            flow.response = json_response(200, {})
+        elif mode != "passthrough" and ctx.options.vcr_upstream:
+            reroute(flow, ctx.options.vcr_upstream)
 
     @staticmethod
     def _websocket(flow: http.HTTPFlow, mode: str) -> None:

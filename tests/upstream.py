@@ -269,6 +269,9 @@ class Upstream:
                 await self._stream(send, TOOL_STREAM, gated=request.get("gated", False))
             else:
                 await self._json(send, 200, COMPLETION)
+        elif path == "/v1/traces/ingest":  # the OpenAI Agents SDK's trace exporter
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
         elif path.endswith("/converse-stream"):  # Bedrock: AWS event-stream frames, paced
             await self._stream(send, BEDROCK_STREAM, content_type=b"application/vnd.amazon.eventstream")
         elif path == "/v1/messages":
