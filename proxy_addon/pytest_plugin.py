@@ -186,7 +186,11 @@ class VcrState:
                    # without that page the proxy starts sooner.
                    "--set", "onboarding=false",
                    # pytest killed (SIGTERM, SIGKILL) runs no unconfigure: the proxy stops itself.
-                   "--set", f"vcr_parent_pid={os.getpid()}"]
+                   "--set", f"vcr_parent_pid={os.getpid()}",
+                   # Every host a marked test reaches is recorded, as vcrpy does: replay answers
+                   # every host, so a host left out of the recording would miss there (a
+                   # test's own --vcr-set vcr_hosts=..., given after, still wins).
+                   "--set", "vcr_hosts=*"]
         if option("vcr_upstream"):
             command += ["--upstream", option("vcr_upstream")]
         for item in option("vcr_set") or ():

@@ -491,3 +491,29 @@ def test_never_runs(account):
 def _by_id(path):
     """A cassette's interactions in request order (the file holds them as their saves ended)."""
     return sorted(load(path).interactions, key=lambda interaction: interaction.id)
+
+
+def test_every_host_a_marked_test_reaches_is_recorded_and_replayed(pytester: pytest.Pytester, tmp_path,
+                                                                   upstream):
+    """huggingface_hub asks huggingface.co which provider serves a model before it calls the
+    router: a host outside the default list. Replay answers every host, so recording must
+    record it too, or the test that passed while recording misses on replay."""
+    pytester.makepyfile(test_hub='''
+import httpx
+import pytest
+
+
+@pytest.mark.vcr_proxy
+def test_two_hosts():
+    mapping = httpx.get("https://huggingface.co/api/models/m?expand=inferenceProviderMapping")
+    answer = httpx.post("https://router.huggingface.co/v1/chat/completions", json={"model": "m"})
+    for response in (mapping, answer):
+        assert response.headers["x-vcr-proxy"].startswith(("recorded ", "replayed "))
+    assert answer.json()["id"] == "gen-test-2"
+''')
+    pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream)).assert_outcomes(passed=1)
+    upstream.stop()
+    cassette = load(pytester.path / "tests" / "cassettes" / "test_hub" / "test_two_hosts.yaml")
+    assert [i.request.url.split("/")[2] for i in cassette.interactions] == [
+        "huggingface.co", "router.huggingface.co"]
+    pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay").assert_outcomes(passed=1)
