@@ -225,6 +225,11 @@ class VcrProxy:
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
+        loader.add_option("vcr_normalize", str, "",
+                          "Regular expressions, one per line, whose matches in a request body count "
+                          "as equal on both sides when matching (a date in a system prompt, a uuid "
+                          "in a tool argument); the OpenAI Agents SDK's per-run prompt_cache_key is "
+                          "always normalised.")
         loader.add_option("vcr_telemetry", str, "",
                           "Endpoints SDKs send telemetry to on their own (host/path patterns): "
                           "never recorded, answered here with a success where cassettes are "
@@ -308,7 +313,7 @@ class VcrProxy:
             raise exceptions.OptionsError(f"vcr_speed: {options.vcr_speed!r} is not a number above 0")
         try:
             self.matcher = Matcher(MatchRules.parse(options.vcr_match, options.vcr_ignore_fields,
-                                                    options.vcr_allow_repeats))
+                                                    options.vcr_allow_repeats, options.vcr_normalize))
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_match: {error}") from None
         try:
@@ -390,6 +395,16 @@ class VcrProxy:
     def replay_problem() -> str | None:
         """Why this proxy cannot switch to replay mode (its mitmproxy modes), or None."""
         return replay_mode_problem(ctx.options.mode)
+
+    def matcher_for(self, rules: dict[str, str]) -> Matcher:
+        """A selection's own match rules (control.parse_match_fields): `match` replaces
+        vcr_match; `ignore_fields` and `normalize` add to the options'. ValueError if invalid."""
+        options = ctx.options
+        return Matcher(MatchRules.parse(
+            rules.get("match") or options.vcr_match,
+            ",".join(filter(None, (options.vcr_ignore_fields, rules.get("ignore_fields")))),
+            options.vcr_allow_repeats,
+            "\n".join(filter(None, (options.vcr_normalize, rules.get("normalize"))))))
 
     def cassette_for(self, name: str) -> Path:
         """The checked path of cassette `name`, remembered: requests name the same few."""
@@ -765,9 +780,10 @@ class VcrProxy:
         fault = active_fault(flow) if mode != "new-episodes" else None
         if fault is not None and fault.status:
             return self.player.fail(flow, fault)
+        matcher = self.session.matcher or self.matcher  # a selection may bring its own rules
         incoming = incoming_request(request_view(flow), ctx.options.vcr_headers
-                                    if "headers" in self.matcher.rules.parts else None)
-        interaction, matched = replay.find(self.matcher, incoming)
+                                    if "headers" in matcher.rules.parts else None)
+        interaction, matched = replay.find(matcher, incoming)
         if interaction is not None:
             self.session.replayed.append(interaction.id)
             self.session.replayed_from.append(f"{replay.path}#{interaction.id}")
@@ -778,7 +794,7 @@ class VcrProxy:
                                      fault)
         if mode == "new-episodes":
             return self._record(flow, replay.path, fresh=False)
-        self.session.misses.append(self.player.miss(flow, replay, self.matcher, incoming, matched))
+        self.session.misses.append(self.player.miss(flow, replay, matcher, incoming, matched))
         self.session.miss_messages.append(flow.metadata["vcr_miss"])
         self.control.notify("miss")  # before the client has its answer
         return None

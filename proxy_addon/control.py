@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .control_token import TOKEN_VARIABLE, token_matches
@@ -52,9 +52,11 @@ class Session:
     miss_messages: list[str] = field(default_factory=list)  # each miss's whole error
     replayed_from: list[str] = field(default_factory=list)  # "<cassette file>#<id>"
     fault: object = None  # a playback.Fault for the whole selection
+    matcher: object = None  # a matchers.Matcher for the selection's own match rules
 
     def report(self, default_cassette: str, default_mode: str) -> dict:
-        data = asdict(self)
+        data = {f.name: list(value) if isinstance(value := getattr(self, f.name), list) else value
+                for f in fields(self) if f.name != "matcher"}
         data["fault"] = getattr(self.fault, "text", None)
         data["cassette"] = self.cassette or default_cassette
         data["mode"] = self.mode or default_mode
@@ -72,7 +74,8 @@ def _error(status: int, message: str) -> dict:
 
 
 _EXAMPLE = '{"name": "suite/test", "mode": "once"}'
-_FIELDS = ("name", "mode", "fault")
+_FIELDS = ("name", "mode", "fault", "match", "ignore_fields", "normalize")
+MATCH_FIELDS = ("match", "ignore_fields", "normalize")
 
 
 def parse_selection(body: bytes, modes: tuple[str, ...]) -> tuple[str, str | None]:
@@ -91,7 +94,7 @@ def parse_selection(body: bytes, modes: tuple[str, ...]) -> tuple[str, str | Non
     unknown = sorted(key for key in data if key not in _FIELDS)
     if unknown:
         raise ControlError(f"unknown field {unknown[0]!r}; a selection has only "
-                           f"'name' and 'mode', like {_EXAMPLE}")
+                           f"{', '.join(repr(f) for f in _FIELDS)}, like {_EXAMPLE}")
     name, mode = data.get("name"), data.get("mode")
     if not isinstance(name, str) or not name.strip():
         raise ControlError("'name' (the cassette, relative to vcr_dir) is required and must be a "
@@ -118,6 +121,27 @@ def _json_kind(value) -> str:
 def _short(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_match_fields(body: bytes) -> dict[str, str] | None:
+    """The selection's own match rules, as option values (`match` and `ignore_fields` joined
+    by commas, `normalize` by lines), or None; ControlError if one is not a string or a list of
+    strings."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    found = {}
+    for key in MATCH_FIELDS:
+        value = data.get(key) if isinstance(data, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ControlError(f"'{key}' must be a string or a list of strings")
+        found[key] = ("\n" if key == "normalize" else ",").join(value)
+    return found or None
 
 
 def parse_fault_field(body: bytes):
@@ -206,6 +230,8 @@ class ControlEndpoint:
                 name, mode = parse_selection(body, proxy.modes)
                 cassette_file = proxy.cassette_for(name)
                 fault = parse_fault_field(body)
+                match = parse_match_fields(body)
+                matcher = proxy.matcher_for(match) if match else None
             except (ControlError, ValueError) as error:
                 return 400, _error(400, f"vcr-proxy control: {error}")
             # A mode that relays raw TCP, UDP or DNS would leak past replay (the addon refuses
@@ -216,7 +242,7 @@ class ControlEndpoint:
             previous = None
             if proxy.session.cassette is not None:
                 previous = await self._closing_report()
-            proxy.session = Session(cassette=name, mode=mode, fault=fault)
+            proxy.session = Session(cassette=name, mode=mode, fault=fault, matcher=matcher)
             proxy.forget(cassette_file)  # selected again: starts over
             proxy.preload(cassette_file)
             await self._closing_relays()

@@ -9,6 +9,7 @@ recorded order, as go-vcr's used-flag does.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,21 +30,45 @@ class IncomingRequest:
     headers: dict[str, list[str]] = field(default_factory=dict)
 
 
+# Values SDKs make anew on every run, normalised on both sides before bodies are compared: the
+# OpenAI Agents SDK's prompt_cache_key ("agents-sdk:run:<hex>").
+PRESET_NORMALIZERS = (r"agents-sdk:run:[0-9a-f]{8,}",)
+NORMALIZED = "<normalized>"
+
+
 @dataclass(frozen=True)
 class MatchRules:
     parts: tuple[str, ...] = DEFAULT_PARTS
     ignored_fields: tuple[str, ...] = ()  # JSON paths like "user" or "metadata.session_id"
     allow_repeats: bool = False  # serve the last match again once all are used
+    # Patterns whose matches in a body (recorded or sent) count as equal: a date in a system
+    # prompt, a uuid in a tool argument.
+    normalizers: tuple[re.Pattern, ...] = tuple(re.compile(p) for p in PRESET_NORMALIZERS)
 
     @classmethod
-    def parse(cls, parts: str, ignored: str, allow_repeats: bool) -> "MatchRules":
+    def parse(cls, parts: str, ignored: str, allow_repeats: bool, normalize: str = "") -> "MatchRules":
+        """From option values; ValueError names what is wrong. `normalize`: regular expressions,
+        one per line."""
         chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
         unknown = [p for p in chosen if p not in PARTS]
         if unknown or not chosen:
             raise ValueError(f"unknown match part(s) {', '.join(unknown) or '(none)'}; "
                              f"choose from {', '.join(PARTS)}")
         fields = tuple(f.strip() for f in ignored.split(",") if f.strip())
-        return cls(chosen, fields, allow_repeats)
+        patterns = []
+        for text in [*PRESET_NORMALIZERS, *(line for line in normalize.splitlines() if line.strip())]:
+            try:
+                patterns.append(re.compile(text))
+            except re.error as error:
+                raise ValueError(f"normalizer {text!r} is not a regular expression ({error})") from None
+        return cls(chosen, fields, allow_repeats, tuple(patterns))
+
+    def normalized(self, text):
+        """`text` (str or bytes) with every normalizer's matches replaced by one placeholder."""
+        if isinstance(text, str):
+            for pattern in self.normalizers:
+                text = pattern.sub(NORMALIZED, text)
+        return text
 
 
 def normalized_url(url: str) -> str:
@@ -164,7 +189,7 @@ class Matcher:
     def _recorded_body(self, interaction: Interaction) -> tuple:
         entry = self._bodies.get(id(interaction))
         if entry is None or entry[0] is not interaction:
-            text = _as_text(self._scrubbed_body(interaction))
+            text = self.rules.normalized(_as_text(self._scrubbed_body(interaction)))
             entry = self._bodies[id(interaction)] = (interaction, text, _json_value(text))
         return entry[1], entry[2]
 
@@ -219,7 +244,7 @@ class Matcher:
 
     def _body_difference(self, interaction: Interaction, sent_body: bytes) -> str | None:
         recorded, recorded_json = self._recorded_body(interaction)
-        sent = _as_text(sent_body)
+        sent = self.rules.normalized(_as_text(sent_body))
         if recorded == sent:
             return None
         sent_json = _json_value(sent)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import pytest
 
+from .control import MATCH_FIELDS
 from .devshell import ca_bundle, default_confdir, ensure_ca
 
 MODES = ("once", "replay", "record", "new-episodes", "passthrough")
@@ -79,8 +80,11 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}(name=None, mode=None, fault=None): record and replay this test's "
-        "LLM API traffic through vcr-proxy (name: a shared cassette, relative to --vcr-dir)")
+        "markers", f"{MARKER}(name=None, mode=None, fault=None, match=None, ignore_fields=None, "
+        "normalize=None): record and replay this test's LLM API traffic through vcr-proxy (name: "
+        "a shared cassette, relative to --vcr-dir; match: the parts compared, e.g. 'method,url'; "
+        "ignore_fields: JSON fields left out of matching; normalize: regular expressions whose "
+        "matches count as equal)")
     if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") in (None, "no"):
         state = VcrState(config)  # an xdist controller runs no test: it needs no proxy
         config.stash[STATE] = state
@@ -359,6 +363,19 @@ class VcrState:
         fault = kwargs.get("fault") or self.config.getoption("vcr_fault")
         if fault:
             payload["fault"] = fault
+        # Match rules, like pytest-recording's vcr_config: from the markers of the test, its
+        # class and its module (`pytestmark`), the closest first; ignore_fields and normalize
+        # add up, match is the closest one's.
+        for marker_ in item.iter_markers(MARKER):
+            for key in MATCH_FIELDS:
+                value = marker_.kwargs.get(key)
+                if value is None:
+                    continue
+                values = [value] if isinstance(value, str) else list(value)
+                if key == "match":
+                    payload.setdefault(key, values)
+                else:
+                    payload[key] = payload.get(key, []) + values
         item.stash[SHARED] = name is not None
         return payload
 

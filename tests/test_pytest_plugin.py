@@ -517,3 +517,44 @@ def test_two_hosts():
     assert [i.request.url.split("/")[2] for i in cassette.interactions] == [
         "huggingface.co", "router.huggingface.co"]
     pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay").assert_outcomes(passed=1)
+
+
+def test_markers_bring_their_own_match_rules(pytester: pytest.Pytester, tmp_path, upstream):
+    """Values a test makes anew each run (a date in a system prompt, a uuid, the Agents SDK's
+    prompt_cache_key) match when normalised or ignored, per module and per test, like
+    pytest-recording's vcr_config."""
+    pytester.makepyfile(test_volatile='''
+import datetime
+import os
+import uuid
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.vcr_proxy(normalize=[r"\\d{4}-\\d\\d-\\d\\dT[\\d:.]+"])
+URL = "https://openrouter.ai/api/v1/chat/completions"
+
+
+def chat(**fields):
+    response = httpx.post(URL, json={"model": "m", **fields})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_a_date_in_the_prompt():
+    chat(messages=[{"role": "system", "content": f"Now is {datetime.datetime.now().isoformat()}"}])
+
+
+@pytest.mark.vcr_proxy(ignore_fields=["metadata.request_id"])
+def test_an_ignored_field_and_the_module_normalizer():
+    chat(metadata={"request_id": str(uuid.uuid4())},
+         messages=[{"role": "system", "content": f"Now is {datetime.datetime.now().isoformat()}"}])
+
+
+def test_the_agents_sdk_cache_key_preset():
+    chat(prompt_cache_key="agents-sdk:run:" + uuid.uuid4().hex)
+''')
+    pytester.runpytest_subprocess(*common(tmp_path), *recording_args(upstream)).assert_outcomes(passed=3)
+    upstream.stop()
+    replayed = pytester.runpytest_subprocess(*common(tmp_path), "--vcr-mode=replay")
+    replayed.assert_outcomes(passed=3)
