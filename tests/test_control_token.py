@@ -95,8 +95,10 @@ def test_a_proxy_refuses_to_start_on_a_token_others_could_read(tmp_path, launche
         proxy.start()  # mitmdump may listen a moment before its error check stops it
     except RuntimeError:
         pass
-    assert proxy.process.wait(10) != 0
-    proxy.stop()
+    try:
+        assert proxy.process.wait(10) != 0
+    finally:
+        proxy.stop()  # never left running, whatever happened
     output = proxy.output()
     assert (f"vcr_control_token: {confdir / TOKEN_FILE} can be read or written by other users "
             "(mode 0640)") in output
