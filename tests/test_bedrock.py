@@ -49,6 +49,18 @@ def _converse_stream(proxy: Proxy, call: str = "converse_stream",
     return text, arrivals
 
 
+def _record_converse_stream(tmp_path, upstream) -> Proxy:
+    """One converse_stream recorded through a proxy (stopped by now)."""
+    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
+                      vcr_mode="record").start()
+    try:
+        _converse_stream(recording)
+        recorded(recording.cassettes / "default.yaml")
+    finally:
+        recording.stop()
+    return recording
+
+
 @LAUNCHERS
 def test_converse_stream_frames_are_timed_and_replayed_with_their_pacing(tmp_path, upstream, launcher):
     recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
@@ -84,13 +96,7 @@ def test_converse_stream_frames_are_timed_and_replayed_with_their_pacing(tmp_pat
 def test_an_older_bedrock_recording_without_frame_times_keeps_its_end_time(tmp_path, upstream):
     """A sidecar line of an earlier release (events_ms empty): the stream still ends at its
     recorded end, not at once."""
-    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                      vcr_mode="record").start()
-    try:
-        _converse_stream(recording)
-        recorded(recording.cassettes / "default.yaml")
-    finally:
-        recording.stop()
+    recording = _record_converse_stream(tmp_path, upstream)
     sidecar = sidecar_path(recording.cassettes / "default.yaml")
     line = json.loads(sidecar.read_text())
     line["events_ms"] = []
@@ -111,13 +117,7 @@ def test_boto3_works_after_vcr_proxy_env_on_a_machine_that_exports_aws_ca_bundle
 
     from .test_clients import in_env_shell
 
-    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                      vcr_mode="record").start()
-    try:
-        _converse_stream(recording)
-        recorded(recording.cassettes / "default.yaml")
-    finally:
-        recording.stop()
+    _record_converse_stream(tmp_path, upstream)
     client = (f"{sys.executable} -c 'import boto3; c = boto3.client(\"bedrock-runtime\", region_name=\"us-east-1\", "
               "aws_access_key_id=\"AKIAIOSFODNN7EXAMPLE\", aws_secret_access_key=\"x\"); "
               f"s = c.converse_stream(modelId=\"{MODEL}\", messages=[{{\"role\": \"user\", \"content\": "
@@ -142,13 +142,7 @@ def test_a_bedrock_miss_raises_a_client_error_that_names_the_cassette_and_the_di
         tmp_path, upstream, call):
     from botocore.exceptions import ClientError
 
-    recording = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                      vcr_mode="record").start()
-    try:
-        _converse_stream(recording)
-        recorded(recording.cassettes / "default.yaml")
-    finally:
-        recording.stop()
+    _record_converse_stream(tmp_path, upstream)
     replaying = Proxy(tmp_path, vcr_mode="replay").start()
     try:
         with pytest.raises(ClientError) as raised:

@@ -24,6 +24,7 @@ from ..network import StandInNetwork
 from ..proxy import ROOT, Proxy, control_client, control_token
 from ..test_record import CHAT
 from ..upstream import Upstream, make_certificate
+from .test_hermetic import network  # noqa: F401  (the stand-in network, logging every connection)
 from .test_other_users import _listening_ports
 
 # A DNS query for example.com (A), as sent over TCP: its length first.
@@ -33,11 +34,6 @@ DNS_QUERY = struct.pack(">H", len(_QUERY)) + _QUERY
 LAUNCHERS = pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
 
 
-@pytest.fixture
-def network():
-    stand_in = StandInNetwork().start()
-    yield stand_in
-    stand_in.stop()
 
 
 def _tunnel(proxy: Proxy, target: str) -> socket.socket:
