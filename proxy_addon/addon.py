@@ -930,17 +930,24 @@ def hide_credentials(flow: http.HTTPFlow) -> Secrets:
         secrets = request_secrets([*request.headers.items(multi=True), *trailers],
                                   request.pretty_url, b"", "")
         body = f"<body not shown: {error}>".encode()
-    request.path = scrub_line(request.path, secrets)
-    # The body shown is decoded: it carries no coding, and its length is its own.
-    request.headers = http.Headers([
-        (name.encode(), value.encode())
-        for name, value in scrub_headers(request.headers.items(multi=True), secrets)
-        if name.lower() not in ("content-encoding", "content-length")])
+    # Each part is set only where it changes: this runs for every flow mitmdump shows, and a
+    # replayed request is mostly shown as it came.
+    path = scrub_line(request.path, secrets)
+    if path != request.path:
+        request.path = path
+    sent = list(request.headers.items(multi=True))
+    # The body shown is the view's (decoded, scrubbed): no coding, and a length of its own (a
+    # Content-Length as sent may be anything, a key glued to a digit included).
+    shown = [(n, v) for n, v in scrub_headers(sent, secrets)
+             if n.lower() not in ("content-encoding", "content-length")]
+    if body != (request.raw_content or b""):
+        request.raw_content = bytes(body)
+    if shown != sent:
+        request.headers = http.Headers([(name.encode(), value.encode()) for name, value in shown])
     if request.trailers:  # HTTP/2 headers sent after the body: printed and saved as well
         request.trailers = http.Headers([
             (name.encode(), value.encode())
             for name, value in scrub_headers(request.trailers.items(multi=True), secrets)])
-    request.raw_content = bytes(body)
     return secrets
 
 

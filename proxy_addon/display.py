@@ -140,9 +140,14 @@ def _body(body: bytes, encoding: str, secrets: Secrets) -> bytes:
 def guard(master) -> None:
     """Hand mitmproxy's printer and savers (where present) the scrubbed copy of each flow.
     Once per master: a reloaded script guards them again, which changes nothing."""
+    from mitmproxy import ctx
+
     dumper = master.addons.get("dumper")
     if dumper is not None:
-        dumper.echo_flow = _with_shown(dumper.echo_flow)
+        # At flow_detail 1 (mitmdump's default) a flow is its request line, scrubbed in place
+        # already, and its status line: no copy is needed but for an error's text.
+        dumper.echo_flow = _with_shown(dumper.echo_flow, lambda flow: ctx.options.flow_detail >= 2
+                                       or flow.error is not None)
         dumper.websocket_end = _with_shown(dumper.websocket_end)
         if not _guarded(dumper._echo_message):
             # Each WebSocket message is printed as it passes (flow_detail 3 and up), the flow's
@@ -163,6 +168,8 @@ def guard(master) -> None:
         original = save.save_flow
 
         def save_flow(flow) -> None:
+            if save.stream is None:  # no save_stream_file: nothing is written, nothing to copy
+                return original(flow)
             original(shown(flow))
             save.active_flows.discard(flow)  # saved, as its copy
 
@@ -170,19 +177,21 @@ def guard(master) -> None:
         save.save_flow = save_flow
     har = master.addons.get("savehar")
     if har is not None:
-        har._save_flow = _with_shown(har._save_flow)
+        har._save_flow = _with_shown(har._save_flow, lambda flow: bool(ctx.options.hardump))
 
 
 def _guarded(method) -> bool:
     return getattr(method, "vcr_shown", False)
 
 
-def _with_shown(method):
+def _with_shown(method, needed=lambda flow: True):
+    """`method` given the scrubbed copy of each flow for which `needed(flow)` (a copy costs
+    about as much as answering a replayed request)."""
     if _guarded(method):
         return method
 
     @functools.wraps(method)
     def wrapper(flow, *args, **kwargs):
-        return method(shown(flow), *args, **kwargs)
+        return method(shown(flow) if needed(flow) else flow, *args, **kwargs)
     wrapper.vcr_shown = True
     return wrapper
