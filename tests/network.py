@@ -8,6 +8,7 @@ upstream), or refused with 502 when there is none.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 from .upstream import free_port
@@ -74,3 +75,17 @@ class StandInNetwork:
             pass
         finally:
             writer.close()
+
+
+def read_until_closed(sock: socket.socket, timeout: float | None = None) -> bytes:
+    """Everything `sock` receives until the other side closes it (or it is silent for its
+    timeout: `timeout` if given, else the one it has)."""
+    if timeout is not None:
+        sock.settimeout(timeout)
+    received = b""
+    try:
+        while data := sock.recv(65536):
+            received += data
+    except (TimeoutError, OSError):
+        pass
+    return received

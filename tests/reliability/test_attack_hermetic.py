@@ -20,7 +20,7 @@ import pytest
 from proxy_addon.cassette import Cassette, Interaction, Request, Response
 from proxy_addon.persisters.filesystem import write_atomic
 
-from ..network import StandInNetwork
+from ..network import StandInNetwork, read_until_closed
 from ..proxy import ROOT, Proxy, control_client, control_token
 from ..test_record import CHAT
 from ..upstream import Upstream, make_certificate
@@ -48,15 +48,6 @@ def _tunnel(proxy: Proxy, target: str) -> socket.socket:
     return raw
 
 
-def _rest(raw: socket.socket) -> bytes:
-    """Everything the proxy sends until it closes the connection (or 10 s of silence)."""
-    answer = b""
-    try:
-        while chunk := raw.recv(4096):
-            answer += chunk
-    except (TimeoutError, ConnectionError):
-        pass
-    return answer
 
 
 # -- DNS: mitmproxy's next_layer turns any opened-up connection to port 53 or 5353 into a DNS
@@ -70,7 +61,7 @@ def test_dns_through_a_tunnel_does_not_leave_in_replay(tmp_path, network, target
     try:
         with _tunnel(proxy, target) as raw:
             raw.sendall(DNS_QUERY)
-            answer = _rest(raw)
+            answer = read_until_closed(raw)
     finally:
         proxy.stop()
     assert answer == b""
@@ -129,7 +120,7 @@ def test_dns_relayed_before_the_switch_to_replay_is_closed_at_it(tmp_path, launc
                 raw.sendall(DNS_QUERY)
             except OSError:
                 pass
-            after = _rest(raw)
+            after = read_until_closed(raw)
     finally:
         proxy.stop()
         network.stop()

@@ -18,6 +18,7 @@ import h2.events
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
+from ..network import read_until_closed
 from ..proxy import Proxy
 from ..test_record import recorded
 from .test_secrets import upstream  # noqa: F401  (the module's HTTPS upstream)
@@ -42,17 +43,6 @@ def _tunnel(proxy: Proxy, alpn: list[str] | None = None) -> ssl.SSLSocket:
     if alpn:
         context.set_alpn_protocols(alpn)
     return context.wrap_socket(sock, server_hostname="openrouter.ai")
-
-
-def _read_until_closed(sock: socket.socket, limit: float = 5.0) -> bytes:
-    sock.settimeout(limit)
-    received = b""
-    try:
-        while data := sock.recv(65536):
-            received += data
-    except (TimeoutError, OSError):
-        pass
-    return received
 
 
 def _assert_nothing_shown(proxy: Proxy, folder, *saved) -> None:
@@ -106,7 +96,7 @@ def test_websocket_messages_are_printed_and_saved_without_credentials(tmp_path, 
             events += list(ws.events())
         assert KEY in next(e.data for e in events if isinstance(e, TextMessage))  # echoed as sent
         sock.sendall(ws.send(CloseConnection(code=1000)))
-        _read_until_closed(sock)
+        read_until_closed(sock, 5.0)
         sock.close()
     finally:
         proxy.stop()
@@ -175,7 +165,7 @@ def test_mitmproxys_own_lines_quote_no_raw_client_bytes(tmp_path, upstream):
                     head + f"Content-Length: 1{KEY}\r\n\r\n".encode()):
             sock = _tunnel(proxy)
             sock.sendall(raw)
-            assert _read_until_closed(sock).startswith(b"HTTP/1.1 400"), raw
+            assert read_until_closed(sock, 5.0).startswith(b"HTTP/1.1 400"), raw
             sock.close()
         sock = _tunnel(proxy)  # headers the client gives up on before their end
         sock.sendall(head + f"Authorization: Bearer {OPAQUE}\r\nX-Note: {KEY}\r\n".encode())
@@ -210,7 +200,7 @@ def test_a_content_encoding_over_several_header_lines_is_decoded_whole(tmp_path,
                          f"Host: openrouter.ai\r\nContent-Type: application/json\r\n"
                          f"Content-Encoding: identity\r\nContent-Encoding: {coding}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            _read_until_closed(sock)
+            read_until_closed(sock, 5.0)
             sock.close()
         cassette = recorded(proxy.cassettes / "default.yaml", len(cases))
     finally:
@@ -257,7 +247,7 @@ def test_a_refused_connect_is_printed_without_its_proxy_credentials(tmp_path):
         sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
         sock.sendall(f"CONNECT openrouter.ai:443 HTTP/1.1\r\nHost: openrouter.ai:443\r\n"
                      f"Proxy-Authorization: Basic {credentials}\r\n\r\n".encode())
-        assert _read_until_closed(sock, 2).startswith(b"HTTP/1.1 407")
+        assert read_until_closed(sock, 2).startswith(b"HTTP/1.1 407")
         sock.close()
     finally:
         proxy.stop()

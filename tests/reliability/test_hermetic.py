@@ -9,7 +9,7 @@ from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
 from proxy_addon.persisters.filesystem import write_atomic
 
 from ..conftest import CORPUS, corpus_files
-from ..network import StandInNetwork
+from ..network import StandInNetwork, read_until_closed
 from ..proxy import Proxy
 from ..test_record import CHAT, recorded
 from ..upstream import Upstream, make_certificate
@@ -141,13 +141,7 @@ def _raw_tunnel(proxy: Proxy, target: str, payload: bytes) -> bytes:
 
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw:
         raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode() + payload)
-        answer = b""
-        try:
-            while chunk := raw.recv(4096):
-                answer += chunk
-        except (TimeoutError, ConnectionError):
-            pass
-    return answer
+        return read_until_closed(raw)
 
 
 def test_replay_relays_nothing_that_is_not_http(tmp_path, network):
