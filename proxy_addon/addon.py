@@ -20,7 +20,7 @@ except ImportError:  # loaded by `mitmdump -s` from a checkout: make the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
-from mitmproxy.proxy import commands, events, layer, layers, mode_specs  # noqa: E402
+from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import display, filters  # noqa: E402
@@ -34,6 +34,8 @@ from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_re
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
 from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
+from proxy_addon.connections import RAW_LAYERS, Closed, close_client_connection, wait_closed  # noqa: E402
+from proxy_addon.proxy_modes import ADDRESSED_ELSEWHERE, replay_mode_problem  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response, flow_error, json_response  # noqa: E402
@@ -73,50 +75,6 @@ def cassette_path(folder: Path, name: str) -> Path:
     if not path.resolve().is_relative_to(root):
         raise ValueError(f"cassette name {name!r} leads outside {folder} (through a symlink)")
     return path
-
-
-# The mitmproxy modes whose traffic replay answers itself: HTTP(S) requests, however they
-# arrive. Every other mode (reverse:tcp/udp/tls/dtls/dns/quic/http3, dns, wireguard,
-# transparent, tun) relays raw bytes or resolves names through the system's resolver, past the
-# request hook where replay answers: in replay mode that would reach the network.
-_ANSWERED_MODES = (mode_specs.RegularMode, mode_specs.UpstreamMode, mode_specs.Socks5Mode,
-                   mode_specs.LocalMode)
-_ANSWERED_REVERSE = ("http", "https")
-
-
-# The layers mitmproxy relays a connection's bytes or datagrams with, past the request hook.
-_RAW_LAYERS = (layers.TCPLayer, layers.UDPLayer, layers.DNSLayer, layers.RawQuicLayer)
-
-
-# Modes whose client connections carry a sockname that is not a listener's address: the
-# original destination (transparent, local, tun) or one inside the tunnel (wireguard).
-_ADDRESSED_ELSEWHERE = (mode_specs.TransparentMode, mode_specs.LocalMode,
-                        mode_specs.WireGuardMode, mode_specs.TunMode)
-
-
-def unanswered_modes(specs) -> list[str]:
-    """The mode specs (mitmproxy's `mode` option) that replay mode cannot keep off the network."""
-    found = []
-    for spec in specs:
-        try:
-            mode = mode_specs.ProxyMode.parse(spec)
-        except ValueError:
-            continue  # mitmproxy's own check names it
-        if isinstance(mode, _ANSWERED_MODES) or (isinstance(mode, mode_specs.ReverseMode)
-                                                 and mode.scheme in _ANSWERED_REVERSE):
-            continue
-        found.append(spec)
-    return found
-
-
-def replay_mode_problem(specs) -> str | None:
-    """Why replay mode cannot run with mitmproxy modes `specs`, in one line, or None."""
-    found = unanswered_modes(specs)
-    if not found:
-        return None
-    return (f"{', '.join(found)} relays raw TCP, UDP or DNS to the network, which replay "
-            "mode never does; replay answers HTTP(S) only: use the regular, upstream:URL, socks5, "
-            "local or reverse:http(s)://HOST modes, or another vcr_mode")
 
 
 def control_socket_problem(path: str) -> str | None:
@@ -511,7 +469,7 @@ class VcrProxy:
         if not self.loopback_forced or not client.sockname:
             return False
         mode = client.proxy_mode
-        if mode.custom_listen_host is not None or isinstance(mode, _ADDRESSED_ELSEWHERE):
+        if mode.custom_listen_host is not None or isinstance(mode, ADDRESSED_ELSEWHERE):
             return False  # an address given in the mode, or a sockname that is no listener's
         return str(client.sockname[0]).removeprefix("::ffff:") != LOOPBACK
 
@@ -566,7 +524,7 @@ class VcrProxy:
             log.info(f"vcr-proxy: closed UDP from {format_address(context.client.peername)} to "
                      f"{format_address(context.server.address)}: replay mode answers HTTP(S) over "
                      "TCP only")
-            nextlayer.layer = _Closed(context)
+            nextlayer.layer = Closed(context)
             return
         address = context.server.address
         mode = self.mode
@@ -584,7 +542,7 @@ class VcrProxy:
             # scripts before its next_layer addon (`vcr-proxy start`, after). Made, it stands:
             # that addon never overrides a layer already chosen.
             decider.next_layer(nextlayer)
-        if isinstance(nextlayer.layer, _RAW_LAYERS):
+        if isinstance(nextlayer.layer, RAW_LAYERS):
             # An opened-up connection that mitmproxy's own choice relays past the request hook:
             # DNS for any target on port 53 or 5353, inside a tunnel or its TLS too; raw TCP or
             # UDP for what its options name.
@@ -593,7 +551,7 @@ class VcrProxy:
                 log.info(f"vcr-proxy: closed {type(nextlayer.layer).__name__} traffic from "
                          f"{format_address(context.client.peername)} to {format_address(address)}: "
                          "replay mode answers HTTP(S) only")
-                nextlayer.layer = _Closed(context)
+                nextlayer.layer = Closed(context)
                 return
             # Relayed as it is in this mode: a switch to replay closes it (relays.py).
             self.relays.opened(context.client.id, Relay(context.client.id, RAW, host, port, mode))
@@ -864,43 +822,6 @@ class VcrProxy:
         if self.flows_shown:
             display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
-
-
-class _Closed(layer.Layer):
-    """Closes the client's connection at once and relays nothing."""
-
-    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
-        if isinstance(event, events.Start):
-            yield commands.CloseConnection(self.context.client)
-
-
-def close_client_connection(client_id: str) -> list:
-    """End client connection `client_id` from outside its layers, the way mitmproxy's own
-    inactivity timeout does (ConnectionHandler.on_timeout): its read loop is cancelled, so no
-    byte it has not relayed yet is relayed, and the connection closes with the server connections
-    behind it. Returns what wait_closed() waits for ([] if the connection is gone already)."""
-    proxyserver = ctx.master.addons.get("proxyserver")
-    handler = proxyserver.connections.get(client_id) if proxyserver is not None else None
-    if handler is None:
-        return []
-    io = handler.transports.get(handler.client)
-    if io is None or io.handler is None:
-        return []
-    io.handler.cancel("vcr-proxy: the mode changed")
-    return [(io.handler, io.writer)]
-
-
-async def wait_closed(closing: list) -> None:
-    """Until the connections close_client_connection() closed have closed their sockets: the
-    read loop closes the writer as it ends, the socket closes a turn of the event loop later
-    (StreamWriter.wait_closed), and only then has the client seen the end."""
-    await asyncio.wait([task for task, _ in closing], timeout=5)
-    for _, writer in closing:
-        if isinstance(writer, asyncio.StreamWriter):
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 5)
-            except (OSError, TimeoutError):
-                pass
 
 
 def request_view(flow: http.HTTPFlow) -> RequestView:
