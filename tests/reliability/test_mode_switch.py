@@ -33,15 +33,21 @@ def _trusting(*cafiles: Path) -> ssl.SSLContext:
     return context
 
 
-def _connect_tunnel(proxy: Proxy, port: int, cafile: Path) -> ssl.SSLSocket:
-    """CONNECT 127.0.0.1:port through the proxy, TLS inside: a client's pooled connection."""
+def _connect(proxy: Proxy, target: str) -> socket.socket:
+    """A socket through which the proxy has opened a CONNECT tunnel to `target`."""
     raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    raw.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += raw.recv(4096)
     assert head.startswith(b"HTTP/1.1 200"), head
-    return _trusting(cafile).wrap_socket(raw, server_hostname="127.0.0.1")
+    return raw
+
+
+def _connect_tunnel(proxy: Proxy, port: int, cafile: Path) -> ssl.SSLSocket:
+    """CONNECT 127.0.0.1:port through the proxy, TLS inside: a client's pooled connection."""
+    return _trusting(cafile).wrap_socket(_connect(proxy, f"127.0.0.1:{port}"),
+                                         server_hostname="127.0.0.1")
 
 
 def _chat(port: int, n: int) -> bytes:
@@ -174,13 +180,7 @@ def test_an_http2_client_pooled_before_replay_does_not_reach_the_upstream(tmp_pa
 
 
 def _websocket_open(proxy: Proxy, host: str) -> tuple[ssl.SSLSocket, WSConnection]:
-    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += raw.recv(4096)
-    assert head.startswith(b"HTTP/1.1 200"), head
-    tls = _trusting(proxy.ca).wrap_socket(raw, server_hostname=host)
+    tls = _trusting(proxy.ca).wrap_socket(_connect(proxy, f"{host}:443"), server_hostname=host)
     connection = WSConnection(ConnectionType.CLIENT)
     tls.sendall(connection.send(Request(host=host, target="/v1/realtime")))
     while True:
