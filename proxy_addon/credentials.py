@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import copy
 import functools
 import gzip
 import json
 import re
+import threading
 import zlib
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
+from . import scanning
+
 MARKER = "REDACTED"
+_MARKER_BYTES = MARKER.encode()
 MIN_ECHO = 8
 
 _COOKIE_HEADERS = frozenset(("cookie", "set-cookie", "cookie2", "set-cookie2"))
@@ -126,7 +131,6 @@ _SHAPES = {
 _SHAPE_TEXT = "|".join(f"(?P<s{i}>{pattern})" for i, pattern in enumerate(_SHAPES.values()))
 # Not inside a longer word: `task-...` is no OpenAI key.
 KEY_SHAPES = re.compile(rf"(?<![A-Za-z0-9_-])(?:{_SHAPE_TEXT})")
-_KEY_SHAPES_BYTES = re.compile(KEY_SHAPES.pattern.encode())
 _SHAPE_NAMES = list(_SHAPES)
 
 
@@ -134,55 +138,45 @@ def shape_name(match: re.Match) -> str:
     return _SHAPE_NAMES[int(match.lastgroup[1:])]
 
 
-# What every shape starts with: looked for first, since `in` is far cheaper than the pattern.
-_SHAPE_STARTS = ("sk-", "AIza", "ya29.", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
-                 "github_pat_", "xox", "xai-", "gsk_", "hf_", "eyJ")
-_SHAPE_STARTS_BYTES = tuple(start.encode() for start in _SHAPE_STARTS)
-# What every credential field name ends with (lower case), before its closing quote.
-_FIELD_HINTS = (b'key"', b'token"', b"secret", b"passw", b"passphrase", b"auth", b"credential",
-                b'cookie"', b'signature"', b'bearer"', b'session"', b'sessionid"', b"private",
-                b"-key", b"-token")
-# ... and as they stand in JSON inside a JSON string (a tool call's arguments).
-_FIELD_HINTS += tuple(hint.replace(b'"', b'\\"') for hint in _FIELD_HINTS if hint.endswith(b'"'))
+_SHAPE_PATTERNS = tuple(pattern.encode() for pattern in _SHAPES.values())
 _SMALL = 1 << 20
-_CACHED = 1 << 16  # bodies up to this size are remembered (256 of them: 16 MiB at most)
-
-
-def _may_hold_shape(value) -> bool:
-    if isinstance(value, (str, bytes)) and len(value) < _CACHED:
-        return _may_hold_shape_cached(value)
-    starts = _SHAPE_STARTS if isinstance(value, str) else _SHAPE_STARTS_BYTES
-    return any(start in value for start in starts)
-
-
-# The same body is asked about several times per request (matching, recording, display).
-@functools.lru_cache(maxsize=256)
-def _may_hold_shape_cached(value: str | bytes) -> bool:
-    starts = _SHAPE_STARTS if isinstance(value, str) else _SHAPE_STARTS_BYTES
-    return any(start in value for start in starts)
-
-
-def _may_hold_field(data) -> bool:
-    if len(data) >= _SMALL:
-        return _MAYBE_FIELD.search(data) is not None  # no lower-case copy of a long body
-    if len(data) < _CACHED and not isinstance(data, bytearray):
-        return _may_hold_field_cached(data)
-    return _may_hold_field_cached.__wrapped__(data)
-
-
-@functools.lru_cache(maxsize=256)
-def _may_hold_field_cached(data: bytes) -> bool:
-    lower = data.lower()
-    return any(hint in lower for hint in _FIELD_HINTS)
-
-
 # A JSON string member `"name": "value"`: the value is replaced when the name is a credential.
 _MEMBER = r'"((?:[^"\\\r\n]|\\.)*)"\s*:\s*"((?:[^"\\\r\n]|\\.)*)"'
-_MEMBER_TEXT = re.compile(_MEMBER)
 _MEMBER_BYTES = re.compile(_MEMBER.encode())
-# Cheap test before the member scan: a quoted name ending like a credential, then a string.
-_MAYBE_FIELD = re.compile(rb'(?i)(?:key|token|secret|passw(?:or)?d|passphrase|authorization|'
-                          rb'credentials?)"\s*:\s*"')
+
+
+class _Remembered:
+    """What scrubbing found in the larger bodies seen last, by body: the aliases of one anchor
+    in a cassette, and a body that matching, recording and display each scrub, are scanned
+    once. Bounded in bytes, since a proxy holds it for its life."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.size = 0
+        self.entries: collections.OrderedDict = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            self.entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key, value, size: int) -> None:
+        with self.lock:
+            if size > self.budget or key in self.entries:
+                return
+            self.entries[key] = (value, size)
+            self.size += size
+            while self.size > self.budget:
+                _, (_, dropped) = self.entries.popitem(last=False)
+                self.size -= dropped
+
+
+_REMEMBER_FROM = 64 << 10
+_REMEMBERED = _Remembered(32 << 20)
 
 
 class Secrets:
@@ -242,8 +236,7 @@ class Scrubber:
     def __init__(self, secrets: Secrets | None = None):
         self.secrets = secrets or Secrets()
         self.found: list[str] = []
-        self._echoes: list[str] | None = None
-        self._echo_bytes: list[bytes] | None = None
+        self._echoes: tuple[bytes, ...] | None = None
 
     # -- by name; collects values --
 
@@ -292,6 +285,25 @@ class Scrubber:
         """Credential fields of a urlencoded, multipart or JSON body (or event stream)."""
         if not body:
             return body
+        if len(body) < _REMEMBER_FROM or isinstance(body, bytearray):
+            return self._body_fields(body, content_type, where)
+        key = ("fields", body, content_type, where)
+        remembered = _REMEMBERED.get(key)
+        if remembered is None:
+            # Scanned with no credential known yet, so that what it finds is all it finds,
+            # whatever scrubber asks next.
+            fresh = Scrubber()
+            scrubbed = fresh._body_fields(body, content_type, where)
+            remembered = (scrubbed, tuple(fresh.found), frozenset(fresh.secrets.values))
+            _REMEMBERED.put(key, remembered, len(body))
+        scrubbed, found, values = remembered
+        self.found += found
+        if values - self.secrets.values:
+            self.secrets.values |= values
+            self._echoes = None
+        return scrubbed
+
+    def _body_fields(self, body, content_type: str, where: str):
         kind = content_type.split(";", 1)[0].strip().lower()
         if kind == "multipart/form-data":
             return self._multipart(body, content_type, where)
@@ -299,42 +311,48 @@ class Scrubber:
         if kind == "application/x-www-form-urlencoded" or _looks_urlencoded(body):
             return self._urlencoded(body, where)
         self._collect_json(body)
-        return self._echoed_queries(self._json_fields(body, where), where)
+        return self._named_in_place(body, where)
 
-    def _echoed_queries(self, body, where: str):
-        """Credential parameters of query strings quoted in a body (an upstream echoing the URL
-        it was called with, `...?alt=sse&api%5Fkey=...`): replaced, and their values collected,
-        whatever the URL they came from now holds. Only after `?`, `&` or `;` (JSON's `\\u0026`
-        too), and only values as long as a key: a word in prose is not a parameter."""
-        is_text = isinstance(body, str)
-        if (b"=" if not is_text else "=") not in body:
+    def _named_in_place(self, body, where: str):
+        """JSON members whose names say they hold a credential, and the credential parameters
+        of query strings quoted in the body (an upstream echoing the URL it was called with,
+        `...?alt=sse&api%5Fkey=...`, whatever that URL now holds): values replaced in place and
+        collected. Query pairs count only after `?`, `&` or `;` (JSON's `\\u0026` too), with
+        values as long as a key: a word in prose is not a parameter."""
+        data = _as_bytes(body)
+        fields, queries = scanning.by_name(data)
+        edits = []
+        for quote in fields:
+            member = _MEMBER_BYTES.match(data, _opening_quote(data, quote))
+            if member is None or member.end(1) != quote:
+                continue
+            try:
+                name = json.loads(b'"' + member.group(1) + b'"')
+                value = json.loads(b'"' + member.group(2) + b'"')
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if value not in ("", MARKER) and is_credential_field(name, value):
+                self.secrets.add(value)
+                self.found.append(f"{where} field {name}")
+                edits.append(member.span(2))
+        for start in queries:
+            pair = _QUERY_PAIR_BYTES.match(data, start)
+            if pair is None:
+                continue
+            name, value = pair.group(1).decode("latin-1"), pair.group(2).decode("utf-8", "replace")
+            if value != MARKER and is_credential_param(name):
+                self.secrets.add(unquote_plus(value))
+                self.found.append(f"{where} parameter {unquote_plus(name)}")
+                edits.append(pair.span(2))
+        if not edits:
             return body
-        pattern = _QUERY_PAIR_TEXT if is_text else _QUERY_PAIR_BYTES
-        changed = False
-
-        def replace(match: re.Match):
-            nonlocal changed
-            name, value = match.group(1), match.group(2)
-            name_text = name if is_text else name.decode("latin-1")
-            value_text = value if is_text else value.decode("utf-8", "replace")
-            if value_text == MARKER or not is_credential_param(name_text):
-                return match.group(0)
-            self.secrets.add(unquote_plus(value_text))
-            self.found.append(f"{where} parameter {unquote_plus(name_text)}")
-            changed = True
-            return name + ("=" + MARKER if is_text else b"=" + MARKER.encode())
-
-        scrubbed = pattern.sub(replace, body)
-        if changed:
-            self._echoes = None
-            return _same_type(scrubbed, body)
-        return body
+        self._echoes = None
+        return _from_bytes(_replaced(data, edits), body)
 
     def _collect_json(self, body) -> None:
         """Credentials in JSON shapes the in-place scan does not see (lists of values, name and
         value pairs, JSON inside strings): collected, so the by-value step replaces them."""
-        if len(body) >= _SMALL or not _may_hold_field(body.encode("utf-8", "surrogateescape")
-                                                      if isinstance(body, str) else body):
+        if len(body) >= _SMALL or not scanning.names_a_credential(_as_bytes(body)):
             return
         text = body if isinstance(body, str) else bytes(body).decode("utf-8", "replace")
         documents = [text] if text.lstrip()[:1] in ("{", "[") else [
@@ -376,58 +394,35 @@ class Scrubber:
             return body
         return scrubbed.decode("utf-8", "surrogateescape") if isinstance(body, str) else scrubbed
 
-    def _json_fields(self, body, where: str):
-        is_text = isinstance(body, str)
-        probe = body.encode("utf-8", "surrogateescape") if is_text else body
-        if not _may_hold_field(probe):
-            return body
-        member = _MEMBER_TEXT if is_text else _MEMBER_BYTES
-        marker = MARKER if is_text else MARKER.encode()
-        changed = False
-
-        def replace(match: re.Match):
-            nonlocal changed
-            name, value = match.group(1), match.group(2)
-            try:
-                name_text = json.loads(f'"{name if is_text else name.decode("utf-8", "replace")}"')
-                value_text = json.loads(f'"{value if is_text else value.decode("utf-8", "replace")}"')
-            except ValueError:
-                return match.group(0)
-            if not is_credential_field(name_text, value_text) or value_text in ("", MARKER):
-                return match.group(0)
-            self.secrets.add(value_text)
-            self.found.append(f"{where} field {name_text}")
-            changed = True
-            offset = match.start(0)
-            whole = match.group(0)
-            return whole[:match.start(2) - offset] + marker + whole[match.end(2) - offset:]
-
-        scrubbed = member.sub(replace, body)
-        self._echoes = None
-        return _same_type(scrubbed, body) if changed else body
-
     # -- by value and by shape --
 
     def text(self, value, where: str):
         """`value` (str, bytes or bytearray) with every echoed credential and key shape replaced."""
         if not value:
             return value
-        if isinstance(value, str):
-            scrubbed = value
-            for echo in self._text_echoes():
-                scrubbed = scrubbed.replace(echo, MARKER)
-            if scrubbed != value:
-                self.found.append(f"{where}: a credential's value")
-            return self._shapes(scrubbed, KEY_SHAPES, MARKER, where)
         if value[:2] == b"\x1f\x8b":  # a response body kept gzip-encoded (Go did not decode it)
             return self._gzipped(value, where)
-        scrubbed = value
-        for echo in self._bytes_echoes():
-            if echo in scrubbed:
-                scrubbed = scrubbed.replace(echo, MARKER.encode())
-        if scrubbed is not value:
+        if len(value) < _REMEMBER_FROM or isinstance(value, bytearray):
+            return self._by_value(value, where)
+        key = ("values", value, self._bytes_echoes(), where)
+        remembered = _REMEMBERED.get(key)
+        if remembered is None:
+            before = len(self.found)
+            remembered = (self._by_value(value, where), tuple(self.found[before:]))
+            _REMEMBERED.put(key, remembered, len(value))
+            return remembered[0]
+        self.found += remembered[1]
+        return remembered[0]
+
+    def _by_value(self, value, where: str):
+        data = _as_bytes(value)
+        places = scanning.by_value(data, self._bytes_echoes(), _SHAPE_PATTERNS)
+        if not places:
+            return value
+        if any(shape is None for _, _, shape in places):
             self.found.append(f"{where}: a credential's value")
-        return _same_type(self._shapes(scrubbed, _KEY_SHAPES_BYTES, MARKER.encode(), where), value)
+        self.found += [f"{where}: {_SHAPE_NAMES[shape]}" for _, _, shape in places if shape is not None]
+        return _from_bytes(_replaced(data, [(start, end) for start, end, _ in places]), value)
 
     def _gzipped(self, value, where: str):
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -437,28 +432,14 @@ class Scrubber:
             plain = None
         if plain is None or decoder.unconsumed_tail:  # not gzip, or a bomb: left as it is
             return value
-        scrubbed = self.text(self._json_fields(plain, where), where)
+        scrubbed = self.text(self._named_in_place(plain, where), where)
         return value if scrubbed is plain else _same_type(gzip.compress(bytes(scrubbed), mtime=0), value)
 
-    def _shapes(self, value, pattern: re.Pattern, marker, where: str):
-        if not _may_hold_shape(value) or pattern.search(value) is None:
-            return value
-
-        def replace(match: re.Match):
-            self.found.append(f"{where}: {shape_name(match)}")
-            return marker
-
-        return pattern.sub(replace, value)
-
-    def _text_echoes(self) -> list[str]:
+    def _bytes_echoes(self) -> tuple[bytes, ...]:
         if self._echoes is None:
-            self._echoes = self.secrets.echoes()
-            self._echo_bytes = [e.encode("utf-8", "surrogateescape") for e in self._echoes]
+            self._echoes = tuple(dict.fromkeys(e.encode("utf-8", "surrogatepass")
+                                               for e in self.secrets.echoes()))
         return self._echoes
-
-    def _bytes_echoes(self) -> list[bytes]:
-        self._text_echoes()
-        return self._echo_bytes
 
     def header_map(self, headers: dict[str, list[str]], where: str) -> None:
         for name, values in headers.items():
@@ -474,7 +455,6 @@ class Scrubber:
 
 _QUERY_PAIR = (r"(?:(?<=[?&;])|(?<=\\u0026))([\w.%+*~\[\]-]{1,64})=([^&;\s\"'#<>\\]{"
                + str(MIN_ECHO) + ",})")
-_QUERY_PAIR_TEXT = re.compile(_QUERY_PAIR)
 _QUERY_PAIR_BYTES = re.compile(_QUERY_PAIR.encode())
 _URLENCODED = re.compile(r"[\w.%+*~\[\]-]+=[^&;\s]*(?:[&;][\w.%+*~\[\]-]+=[^&;\s]*)*\s*")
 
@@ -519,6 +499,44 @@ def _walk_json(node, secrets: Secrets, depth: int) -> None:
             _walk_json(json.loads(node), secrets, depth + 1)
         except (ValueError, RecursionError):
             pass
+
+
+def _as_bytes(value) -> bytes | bytearray:
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+
+
+def _from_bytes(scrubbed: bytes, original):
+    """`scrubbed` in the type of `original`: text stays text, bytes stay bytes."""
+    if isinstance(original, str):
+        return scrubbed.decode("utf-8", "surrogatepass")
+    return _same_type(scrubbed, original)
+
+
+def _opening_quote(data, closing: int) -> int:
+    """Where the JSON string that `closing` ends begins (quotes escaped inside are skipped)."""
+    start = data.rfind(b'"', 0, closing)
+    while start > 0 and _escaped(data, start):
+        start = data.rfind(b'"', 0, start)
+    return start
+
+
+def _escaped(data, index: int) -> bool:
+    backslashes = 0
+    while index - backslashes > 0 and data[index - backslashes - 1] == 0x5C:
+        backslashes += 1
+    return backslashes % 2 == 1
+
+
+def _replaced(data, spans: list[tuple[int, int]]) -> bytes:
+    """`data` with each span (the first of any that overlap) replaced by MARKER."""
+    pieces, last = [], 0
+    for start, end in sorted(spans):
+        if start < last:
+            continue
+        pieces += (data[last:start], _MARKER_BYTES)
+        last = end
+    pieces.append(data[last:])
+    return b"".join(pieces)
 
 
 def _same_type(scrubbed, original):
