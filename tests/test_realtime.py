@@ -315,3 +315,70 @@ def test_sessions_told_apart_by_url_and_order(tmp_path, certificate, upstream):
         replayer.stop()
     assert "404" in str(refused.value)
     assert "all already replayed" in replayer.output()
+
+
+# -- files: crashes, the cassette's bytes, symlinks --
+
+def test_a_killed_proxy_keeps_what_was_exchanged(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    path = tmp_path / "cassettes" / "default.realtime.jsonl"
+    frames = pcm_frames(2)
+    try:
+        websocket = connect("wss://speech.example.com/v1/audio", ssl=client_context(recorder),
+                            proxy=recorder.url, open_timeout=TIMEOUT, max_size=None)
+        for frame in frames:
+            websocket.send(frame)
+            websocket.recv(TIMEOUT), websocket.recv(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT  # appended as the session goes: wait for the lines
+        while (not path.exists() or path.read_text().count("\n") < 7) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        recorder.kill()  # mid-session
+        websocket.close_socket()
+    finally:
+        recorder.stop()
+    (session,) = sidecar.read(path)
+    assert session.close is None
+    assert [m.data for m in session.client_messages] == frames
+    assert len(session.messages) == 6
+
+
+def test_new_episodes_keeps_the_cassette_bytes_and_replays_held_sessions(tmp_path, certificate, upstream):
+    source = next((Path(__file__).parent.parent.parent / "shared" / "corpus").rglob("*.yaml"))
+    cassette = tmp_path / "cassettes" / "default.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_bytes(source.read_bytes())
+    before = cassette.read_bytes()
+    proxy = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="new-episodes",
+                  vcr_upstream=upstream.url, vcr_hosts="+speech.example.com").start()
+    try:
+        recorded = audio_session(proxy)  # not held: recorded
+        upstream.stop()
+        # Held now (the sidecar is read again when it changes, as a cassette is): replayed.
+        assert audio_session(proxy) == recorded
+    finally:
+        proxy.stop()
+    assert cassette.read_bytes() == before  # the go-vcr cassette: the same bytes
+    (session,) = sidecar.read(sidecar.sidecar_path(cassette))
+    again = Proxy(tmp_path, vcr_mode="new-episodes", vcr_hosts="+speech.example.com").start()
+    try:
+        assert audio_session(again) == recorded  # held: replayed, with no upstream
+    finally:
+        again.stop()
+    assert cassette.read_bytes() == before
+
+
+def test_a_symlinked_sidecar_is_refused_and_nothing_is_written_through_it(tmp_path, certificate, upstream):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "default.realtime.jsonl").symlink_to(outside)
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with pytest.raises(Exception) as refused:
+            audio_session(recorder)
+    finally:
+        recorder.stop()
+    assert "400" in str(refused.value)
+    assert "is a symlink" in recorder.output()
+    assert outside.read_text() == "keep me\n"
