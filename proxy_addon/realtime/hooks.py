@@ -111,6 +111,18 @@ class Realtime:
         loaded.refresh()
         return loaded.unused()
 
+    async def unused_in_selection(self) -> list[int]:
+        """Sessions of the selected cassette never replayed (replay and once mode, when once
+        replayed it), for the control endpoint's report."""
+        proxy = self.proxy
+        mode = proxy.mode
+        if mode not in ("replay", "once"):
+            return []
+        path = proxy.cassette_for(proxy.report()["cassette"])
+        if mode == "once" and proxy.decisions.get(path) != "replay":
+            return []
+        return await asyncio.to_thread(self.unused, path)
+
     async def running(self) -> None:
         await self.player.start()
 
