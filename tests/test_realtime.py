@@ -9,6 +9,8 @@ import json
 import os
 import random
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from websockets.sync.client import connect
 
 from proxy_addon.realtime import format as sidecar
 
-from .proxy import Proxy
+from .proxy import ROOT, Proxy
 from .realtime_upstream import EPHEMERAL_SECRET, RealtimeUpstream
 from .upstream import make_certificate
 
@@ -72,6 +74,13 @@ def no_secret_on_disk(root: Path, *secrets: str) -> None:
 
 def client_context(proxy: Proxy) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=proxy.ca)
+
+
+def show(cassette: Path) -> str:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "show", str(cassette)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 # -- the openai SDK's realtime client --
@@ -153,6 +162,13 @@ def test_openai_realtime_session_recorded_and_replayed_offline(tmp_path, certifi
     deltas = [m for m in session.messages if not m.from_client and "arguments.delta" in m.data]
     assert len(deltas) == 3 and all(b.ms - a.ms >= 45 for a, b in zip(deltas, deltas[1:]))
     assert '"value":"REDACTED"' in session.messages[0].data.replace(" ", "")
+    shown = show(cassette)
+    assert "session 0 wss://api.openai.com/v1/realtime?model=gpt-realtime" in shown
+    assert "    > user: What's the weather in Paris?\n" in shown
+    assert '    < tool call: get_weather({"location": "Paris, France"})  [call_001]\n' in shown
+    assert "    > tool [call_001]: " in shown
+    assert "    < assistant: It is 22 degrees and sunny in Paris.\n" in shown
+    assert "    tokens: 30 in, 12 out" in shown
 
     replayer = replaying_proxy(tmp_path)
     through(replayer)
@@ -232,6 +248,9 @@ def test_binary_audio_frames_replayed_byte_for_byte(tmp_path, certificate, upstr
     (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
     assert [m.data for m in session.client_messages][:5] == frames
     assert session.close.code == 1000 and not session.close.by_client
+    shown = show(tmp_path / "cassettes" / "default.yaml")
+    assert "    > binary: 5 frames, 24000 bytes (0.50s as 24 kHz PCM16)" in shown
+    assert "    closed by the server (1000 bye)" in shown
 
     replayer = replaying_proxy(tmp_path)
     try:
