@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["format.py", "record.py", "replay.py", "memory.py", "reading.py", "suite.py"]
+SCRIPTS = ["format.py", "record.py", "replay.py", "memory.py", "reading.py", "suite.py", "realtime.py"]
 
 
 def machine() -> str:

@@ -36,6 +36,7 @@ from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.connections import RAW_LAYERS, Closed, close_client_connection, wait_closed  # noqa: E402
 from proxy_addon.proxy_modes import ADDRESSED_ELSEWHERE, replay_mode_problem  # noqa: E402
+from proxy_addon.realtime.hooks import Realtime  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response, flow_error, json_response  # noqa: E402
@@ -115,6 +116,7 @@ class VcrProxy:
         self.parent_watch: asyncio.Task | None = None
         self.relays = Relays()  # connections relayed untouched (tunnels, WebSockets)
         self.control_configured = False  # whether the HTTP control endpoint's token was read
+        self.realtime = Realtime(self)  # WebSocket sessions (realtime/)
 
     def load(self, loader) -> None:
         # mitmproxy's own log lines quote the raw bytes of requests it cannot parse: from now
@@ -314,6 +316,7 @@ class VcrProxy:
             self.recorder.forget()
             self.replays.clear()
             self.decisions.clear()
+            self.realtime.forget()
         if {"vcr_mode", "vcr_hosts", "vcr_passthrough_hosts", "vcr_dir"} & updated:
             # Connections relayed untouched under the old settings must not outlive them
             # (nothing here to wait for: the closing starts now, before any later request).
@@ -377,6 +380,7 @@ class VcrProxy:
         self.recorder.forget(path)
         self.replays.pop(path, None)
         self.loading.pop(path, None)  # a read ahead still running fills what was forgotten
+        self.realtime.forget(path)
 
     async def running(self) -> None:
         # Flows need scrubbing for display only where something shows or saves them (mitmdump's
@@ -388,6 +392,7 @@ class VcrProxy:
         if self.flows_shown:
             display.guard(ctx.master)
         await self.player.server.start()
+        await self.realtime.running()
         if not self.control_configured:
             # `vcr-proxy start` adds the addon to options already made, so configure() heard only
             # of the options it set: the token is read now, once all of them are.
@@ -501,6 +506,7 @@ class VcrProxy:
                 if isinstance(flow, http.HTTPFlow):
                     hide_credentials(flow)
         await self.player.server.stop()
+        await self.realtime.done()
         if self.control_server is not None:
             self.control_server.close()
             Path(ctx.options.vcr_control_socket).unlink(missing_ok=True)
@@ -563,11 +569,17 @@ class VcrProxy:
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         # A WebSocket the proxy let through (one it answers itself never starts): relayed
         # message by message from now on, whatever the mode becomes.
+        if self.realtime.start(flow):
+            return  # played by the in-process player: nothing relayed
         host, port = flow.metadata.get("vcr_target") or (flow.request.host, flow.request.port)
         self.relays.opened(flow.id, Relay(flow.client_conn.id, WEBSOCKET, host, port, self.mode))
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        self.realtime.message(flow)
+
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self.relays.closed(flow.id)
+        self.realtime.end(flow)
 
     def close_stale_relays(self) -> list:
         """Close the connections relayed untouched that the current mode and hosts would not
@@ -655,22 +667,10 @@ class VcrProxy:
         elif mode != "passthrough" and ctx.options.vcr_upstream:
             reroute(flow, ctx.options.vcr_upstream)
 
-    @staticmethod
-    def _websocket(flow: http.HTTPFlow, mode: str) -> None:
-        """A WebSocket (the OpenAI Realtime API) is no HTTP exchange a cassette can hold."""
-        shown = scrub_line(flow.request.pretty_url)
-        flow.metadata["vcr_target"] = (flow.request.host, flow.request.port)  # before a reroute
-        if mode == "replay":
-            log.error(f"vcr-proxy: refused WebSocket {shown}: go-vcr cassettes hold HTTP exchanges, "
-                      "so replay mode cannot answer it (use vcr_passthrough_hosts to let it through)")
-            flow.response = error_response(501, "vcr-proxy: WebSocket is not replayed (go-vcr "
-                                                "cassettes hold HTTP exchanges); add the host to "
-                                                "vcr_passthrough_hosts to let it reach the network")
-        else:
-            log.warning(f"vcr-proxy: not recorded: WebSocket {shown} (go-vcr cassettes hold HTTP "
-                        "exchanges); passed through untouched")
-            if ctx.options.vcr_upstream:
-                reroute(flow, ctx.options.vcr_upstream)
+    def _websocket(self, flow: http.HTTPFlow, mode: str):
+        """A WebSocket (OpenAI Realtime, Gemini Live): recorded beside the cassette or
+        replayed from it (realtime/)."""
+        return self.realtime.upgrade(flow, mode)
 
     # Each step answers at once when it can (the hot paths stay synchronous) and returns a
     # coroutine for mitmproxy to await when it must touch the disk or wait.

@@ -153,9 +153,15 @@ def list_cassettes(folder: str) -> None:
 def show(as_json: bool, raw: bool, cassette: str) -> None:
     """Each interaction of CASSETTE as a transcript: request line, model, the new input
     messages, the assistant's text and tool calls, finish reason, usage and timings."""
+    from .realtime.reading import realtime_lines
     from .transcript import escape_controls, raw_lines, transcript, transcript_json
 
     try:
+        # WebSocket sessions, from NAME.realtime.jsonl beside the cassette (realtime/).
+        sessions = [] if raw or as_json else realtime_lines(Path(cassette))
+        if sessions and not Path(cassette).exists():
+            click.echo(escape_controls("\n".join(sessions)))
+            return
         loaded = load(cassette)
         # Cassette text is untrusted: control characters are printed visibly (escape_controls),
         # and in JSON DEL and C1 controls are escaped too (json.dumps escapes C0 only).
@@ -164,7 +170,8 @@ def show(as_json: bool, raw: bool, cassette: str) -> None:
             if as_json:
                 click.echo(_json_text(transcript_json(Path(cassette), loaded)))
             else:
-                click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded))))
+                click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded)
+                                                     + ([""] if sessions else []) + sessions)))
             return
     except CassetteError as error:
         _report([str(error)])

@@ -315,6 +315,7 @@ class ControlEndpoint:
         report = self.proxy.report()
         try:
             report["unused"] = await self._unused()
+            report["unused_sessions"] = await self.proxy.realtime.unused_in_selection()
         except Exception as error:  # a report must not fail because a cassette went bad
             report["unused"] = []
             report["unused_error"] = str(error)

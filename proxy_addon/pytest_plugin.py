@@ -480,6 +480,7 @@ class VcrState:
             failed = failed[len(judged.get("failed", [])):]
         final = report.when == "teardown"
         unused = [] if not final or item.stash.get(SHARED, False) else data.get("unused", [])
+        sessions = [] if not final or item.stash.get(SHARED, False) else data.get("unused_sessions", [])
         lines = []
         for message in misses:
             lines.append(f"miss: {message}")
@@ -494,16 +495,26 @@ class VcrState:
             if not self.strict:
                 item.warn(pytest.PytestWarning(
                     f"vcr-proxy: {cassette}: interaction(s) {ids} never requested"))
+        if sessions:  # WebSocket sessions (realtime/), judged as interactions are
+            ids = ", ".join(f"#{n}" for n in sessions)
+            lines.append(f"{'unused' if self.strict else 'warning: unused'}: {cassette} holds "
+                         f"WebSocket session(s) {ids} that this test never opened (a stale "
+                         "cassette? re-record it with --vcr-mode=record)")
+            if not self.strict:
+                item.warn(pytest.PytestWarning(
+                    f"vcr-proxy: {cassette}: WebSocket session(s) {ids} never opened"))
         if not lines:
             return
         text = "\n".join(lines)
         report.sections.append(("vcr-proxy" + (" (teardown)" if final else ""), text))
-        if misses or failed or (unused and self.strict):
+        if misses or failed or ((unused or sessions) and self.strict):
             if report.outcome == "passed":
                 counts = [f"{len(misses)} miss(es)" if misses else "",
                           f"{len(failed)} interaction(s) not saved" if failed else "",
                           f"{len(unused)} interaction(s) never requested"
-                          if unused and self.strict else ""]
+                          if unused and self.strict else "",
+                          f"{len(sessions)} WebSocket session(s) never opened"
+                          if sessions and self.strict else ""]
                 when = " during teardown" if final and (misses or failed) else ""
                 report.outcome = "failed"
                 report.longrepr = (f"vcr-proxy: {', '.join(c for c in counts if c)}{when} "

@@ -3,6 +3,7 @@ trailers, a full disk. Each through the real proxy."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
@@ -58,7 +59,7 @@ def websocket(proxy: Proxy, path: str, text: str) -> str | int:
 
 
 @pytest.mark.parametrize("mode", ["record", "new-episodes", "once"])
-def test_websockets_pass_through_untouched_and_unrecorded(tmp_path, upstream, mode):
+def test_websockets_are_recorded_beside_the_cassette(tmp_path, upstream, mode):
     proxy = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url, vcr_mode=mode).start()
     try:
         assert websocket(proxy, "/v1/realtime?model=gpt-realtime", "hello") == "echo: hello"
@@ -66,18 +67,21 @@ def test_websockets_pass_through_untouched_and_unrecorded(tmp_path, upstream, mo
     finally:
         proxy.stop()
     output = proxy.output()
-    assert "not recorded: WebSocket https://openrouter.ai/v1/realtime" in output
+    assert "recorded WebSocket wss://openrouter.ai/v1/realtime?model=gpt-realtime: 2 messages" in output
     assert "Traceback" not in output and "Addon error" not in output
+    # The go-vcr cassette holds HTTP exchanges only: the session goes to its sidecar.
     assert not (proxy.cassettes / "default.yaml").exists()
+    lines = (proxy.cassettes / "default.realtime.jsonl").read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["open", "message", "message", "close"]
 
 
-def test_websockets_are_refused_in_replay_mode(tmp_path):
+def test_websockets_without_a_recording_are_refused_in_replay_mode(tmp_path):
     proxy = Proxy(tmp_path, vcr_mode="replay").start()
     try:
-        assert websocket(proxy, "/v1/realtime", "hello") == 501
+        assert websocket(proxy, "/v1/realtime", "hello") == 404
     finally:
         proxy.stop()
-    assert "refused WebSocket" in proxy.output() and "Traceback" not in proxy.output()
+    assert "holds no WebSocket session" in proxy.output() and "Traceback" not in proxy.output()
 
 
 def _curl_http2(proxy: Proxy, url: str) -> str:

@@ -1,0 +1,203 @@
+"""The realtime sidecar: `NAME.realtime.jsonl` beside the cassette `NAME.yaml`.
+
+One JSON object per line (UTF-8, no line breaks inside a line), appended as sessions go, so a
+crash keeps every line written before it; a torn last line is skipped when read. Lines of
+several sessions may interleave (two sessions at once); each names its session by `session`,
+an integer unique in the file, given in the order the sessions opened. Keys come in the order
+shown, so `grep '"type":"open"'` lists the sessions.
+
+    {"type":"open","session":0,"format":1,"url":"wss://api.openai.com/v1/realtime?model=m",
+     "at":"2025-06-01T12:00:00.000Z","handshake_ms":81.2,"subprotocols":["realtime"],
+     "protocol":"realtime","request_headers":{"User-Agent":["..."]},"status":101,
+     "response_headers":{}}
+    {"type":"message","session":0,"from":"server","ms":85.0,"text":"{\"type\":\"session.created\",...}"}
+    {"type":"message","session":0,"from":"client","ms":90.3,"binary":"AAECAw=="}
+    {"type":"close","session":0,"ms":5012.7,"code":1000,"reason":"","by":"client"}
+
+- `open`: the handshake, written once it succeeded. `url` is the public URL (`wss://`), its
+  credential parameters (Gemini's `key=`) `REDACTED`; `at` the UTC time the session opened;
+  `handshake_ms` the time from the upgrade request to the `101`; `subprotocols` what the client
+  offered (credentials carried as subprotocols, OpenAI's `openai-insecure-api-key.<key>`,
+  `REDACTED` after the dot) and `protocol` what the server chose (null: none); headers as a
+  cassette records them (the `vcr_headers` policy, credential headers dropped).
+- `message`: one whole WebSocket message. `from` is `client` or `server`; `ms` the time since
+  the session opened (the 101), in milliseconds; a text message as `text`, a binary one as
+  `binary` (standard base64, byte for byte). JSON credential fields, the session's credentials
+  wherever they echo, and key shapes are `REDACTED` (text, and binary that holds them as text).
+- `close`: the closing handshake: `code` (null when none was given or the connection dropped),
+  `reason`, `by` (`client` or `server`). A session with no close line was cut off (a crash).
+
+Readers ignore lines of unknown `type`, unknown keys, and lines whose values recording would not
+write; `format` is 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import read_regular
+
+FORMAT = 1
+SUFFIX = ".realtime.jsonl"
+ADVICE = "vcr-proxy keeps the cassette's realtime sessions there: remove it"
+MAX_MS = 7 * 24 * 3600 * 1e3  # a week: no recorded session is longer
+
+
+def sidecar_path(cassette: Path) -> Path:
+    return cassette.with_name(cassette.stem + SUFFIX)
+
+
+def _dumps(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class Message:
+    from_client: bool
+    ms: float
+    data: str | bytes  # str: a text message; bytes: a binary one
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.data, str)
+
+
+@dataclass
+class Close:
+    ms: float
+    code: int | None
+    reason: str
+    by_client: bool
+
+
+@dataclass
+class Session:
+    id: int
+    url: str
+    at: str = ""
+    handshake_ms: float = 0.0
+    subprotocols: list[str] = field(default_factory=list)
+    protocol: str | None = None
+    request_headers: dict[str, list[str]] = field(default_factory=dict)
+    status: int = 101
+    response_headers: dict[str, list[str]] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    close: Close | None = None
+
+    def open_line(self) -> str:
+        return _dumps({"type": "open", "session": self.id, "format": FORMAT, "url": self.url,
+                       "at": self.at, "handshake_ms": round(self.handshake_ms, 3),
+                       "subprotocols": self.subprotocols, "protocol": self.protocol,
+                       "request_headers": self.request_headers, "status": self.status,
+                       "response_headers": self.response_headers})
+
+    @property
+    def client_messages(self) -> list[Message]:
+        return [m for m in self.messages if m.from_client]
+
+
+def message_line(session: int, message: Message) -> str:
+    data = {"type": "message", "session": session, "from": "client" if message.from_client else "server",
+            "ms": round(message.ms, 3)}
+    if message.is_text:
+        data["text"] = message.data
+    else:
+        data["binary"] = base64.b64encode(message.data).decode("ascii")
+    return _dumps(data)
+
+
+def close_line(session: int, close: Close) -> str:
+    return _dumps({"type": "close", "session": session, "ms": round(close.ms, 3), "code": close.code,
+                   "reason": close.reason, "by": "client" if close.by_client else "server"})
+
+
+def _ms(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(value)
+    value = float(value)
+    if not (math.isfinite(value) and 0 <= value <= MAX_MS):
+        raise ValueError(value)
+    return value
+
+
+def _id(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(value)
+    return value
+
+
+def _headers(value) -> dict[str, list[str]]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+            for k, v in value.items()):
+        raise ValueError(value)
+    return value
+
+
+def parse(text: str) -> list[Session]:
+    """The sessions of a sidecar's text, in the order they opened."""
+    sessions: dict[int, Session] = {}
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                continue
+            kind, number = data.get("type"), _id(data.get("session"))
+            if kind == "open":
+                if number in sessions or not isinstance(data["url"], str):
+                    continue
+                subprotocols = data.get("subprotocols") or []
+                protocol = data.get("protocol")
+                if (not isinstance(subprotocols, list) or not all(isinstance(s, str) for s in subprotocols)
+                        or not (protocol is None or isinstance(protocol, str))):
+                    continue
+                status = data.get("status", 101)
+                sessions[number] = Session(
+                    number, data["url"], str(data.get("at", "")), _ms(data.get("handshake_ms", 0)),
+                    subprotocols, protocol, _headers(data.get("request_headers", {})),
+                    status if isinstance(status, int) and not isinstance(status, bool) else 101,
+                    _headers(data.get("response_headers", {})))
+                continue
+            session = sessions.get(number)
+            if session is None or session.close is not None:
+                continue
+            if kind == "message":
+                if data["from"] not in ("client", "server"):
+                    continue
+                if isinstance(data.get("text"), str):
+                    payload: str | bytes = data["text"]
+                elif isinstance(data.get("binary"), str):
+                    payload = base64.b64decode(data["binary"], validate=True)
+                else:
+                    continue
+                session.messages.append(Message(data["from"] == "client", _ms(data["ms"]), payload))
+            elif kind == "close":
+                code = data.get("code")
+                if code is not None and (isinstance(code, bool) or not isinstance(code, int)
+                                         or not 1000 <= code <= 4999):
+                    continue
+                reason = data.get("reason") or ""
+                if not isinstance(reason, str) or data.get("by") not in ("client", "server"):
+                    continue
+                session.close = Close(_ms(data["ms"]), code, reason, data["by"] == "client")
+        except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+            continue
+    return sorted(sessions.values(), key=lambda s: s.id)
+
+
+def read(path: Path) -> list[Session]:
+    """The sessions recorded in the sidecar at `path` ([] if there is none); CassetteError if
+    something other than a regular file is there (a FIFO is refused, never waited on)."""
+    if os.path.isdir(path):
+        return []
+    try:
+        data = read_regular(path, advice=ADVICE)
+    except FileNotFoundError:
+        return []
+    return parse(data.decode("utf-8", "replace"))

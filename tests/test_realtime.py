@@ -1,0 +1,403 @@
+"""Realtime WebSocket sessions recorded beside the cassette and replayed from it, with real
+clients (the openai SDK's realtime client, the `websockets` library) through the real proxy,
+against a local wss:// stand-in (realtime_upstream.py) that the replay never reaches."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from proxy_addon.realtime import format as sidecar
+
+from .proxy import ROOT, Proxy
+from .realtime_upstream import EPHEMERAL_SECRET, RealtimeUpstream
+from .upstream import make_certificate
+
+OPENAI_KEY = "sk-proj-" + "Rt7xQ2mN9vB4kL8pZ3wY6tH1jF5dS0aG" * 2
+GOOGLE_KEY = "AIzaSyD" + "4kL8pZ3wY6tH1jF5dS0aGRt7xQ2mN9vB4"[:32]
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+TIMEOUT = 20  # seconds: only so that a broken test fails rather than hangs
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    return make_certificate(tmp_path)
+
+
+@pytest.fixture
+def upstream(certificate):
+    server = RealtimeUpstream(*certificate).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def through(monkeypatch):
+    """Point clients in this process at a proxy: HTTPS_PROXY, and its CA as the only trust."""
+    def use(proxy: Proxy) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("https_proxy", proxy.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(proxy.ca))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+    return use
+
+
+def recording_proxy(tmp_path: Path, certificate, upstream: RealtimeUpstream, **options) -> Proxy:
+    return Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record", vcr_upstream=upstream.url,
+                 **options).start()
+
+
+def replaying_proxy(tmp_path: Path, **options) -> Proxy:
+    options.setdefault("vcr_timing", "events")
+    return Proxy(tmp_path, vcr_mode="replay", **options).start()
+
+
+def no_secret_on_disk(root: Path, *secrets: str) -> None:
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix not in (".pem", ".p12", ".cer") and "mitmproxy" not in path.parts:
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, f"{secret[:8]}... is in {path}"
+
+
+def client_context(proxy: Proxy) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=proxy.ca)
+
+
+def show(cassette: Path) -> str:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "show", str(cassette)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# -- the openai SDK's realtime client --
+
+TOOLS = [{"type": "function", "name": "get_weather", "description": "The weather in a city",
+          "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+
+
+def openai_conversation(question: str = "What's the weather in Paris?") -> dict:
+    """Two turns with the SDK: a function call, its output, a text answer. What the client saw."""
+    import openai
+
+    client = openai.OpenAI(api_key=OPENAI_KEY, max_retries=0)
+    seen: dict = {"events": [], "arguments": "", "text": "", "call": None, "errors": []}
+    times: dict = {}
+    with client.realtime.connect(model="gpt-realtime") as connection:
+        connection.session.update(session={"type": "realtime", "output_modalities": ["text"],
+                                           "tools": TOOLS})
+        connection.conversation.item.create(item={
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": question}]})
+        times["first_request"] = time.monotonic()
+        connection.response.create()
+        for event in connection:
+            seen["events"].append(event.type)
+            if event.type == "error":
+                seen["errors"].append(event.error.message)
+                break
+            if event.type == "response.function_call_arguments.delta":
+                seen["arguments"] += event.delta
+                times["last_argument_delta"] = time.monotonic()
+            if event.type == "response.function_call_arguments.done":
+                seen["call"] = (event.name, event.arguments, event.call_id)
+            if event.type == "response.done":
+                break
+        if seen["errors"]:
+            try:
+                for event in connection:  # the proxy closes the session after its error
+                    seen["events"].append(event.type)
+            except ConnectionClosed as closed:
+                seen["close"] = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
+            return seen
+        connection.conversation.item.create(item={
+            "type": "function_call_output", "call_id": seen["call"][2],
+            "output": json.dumps({"temperature_c": 22, "sky": "sunny"})})
+        connection.response.create()
+        for event in connection:
+            seen["events"].append(event.type)
+            if event.type == "response.output_text.delta":
+                seen["text"] += event.delta
+            if event.type == "response.done":
+                seen["usage"] = event.response.usage.total_tokens
+                break
+    seen["times"] = times
+    return seen
+
+
+def test_openai_realtime_session_recorded_and_replayed_offline(tmp_path, certificate, upstream, through):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    through(recorder)
+    try:
+        recorded = openai_conversation()
+    finally:
+        recorder.stop()
+    assert recorded["call"][:2] == ("get_weather", '{"location": "Paris, France"}')
+    assert recorded["text"] == "It is 22 degrees and sunny in Paris."
+    assert upstream.handshakes[0]["headers"]["Authorization"] == f"Bearer {OPENAI_KEY}"
+    upstream.stop()  # offline from here on
+
+    cassette = tmp_path / "cassettes" / "default.yaml"
+    assert not cassette.exists()  # no HTTP exchange: the go-vcr cassette is not touched
+    sessions = sidecar.read(sidecar.sidecar_path(cassette))
+    assert len(sessions) == 1
+    session = sessions[0]
+    assert session.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert session.protocol is None and session.close is not None and session.close.by_client
+    client_sent = [json.loads(m.data)["type"] for m in session.client_messages]
+    assert client_sent == ["session.update", "conversation.item.create", "response.create",
+                           "conversation.item.create", "response.create"]
+    deltas = [m for m in session.messages if not m.from_client and "arguments.delta" in m.data]
+    assert len(deltas) == 3 and all(b.ms - a.ms >= 45 for a, b in zip(deltas, deltas[1:]))
+    assert '"value":"REDACTED"' in session.messages[0].data.replace(" ", "")
+    shown = show(cassette)
+    assert "session 0 wss://api.openai.com/v1/realtime?model=gpt-realtime" in shown
+    assert "    > user: What's the weather in Paris?\n" in shown
+    assert '    < tool call: get_weather({"location": "Paris, France"})  [call_001]\n' in shown
+    assert "    > tool [call_001]: " in shown
+    assert "    < assistant: It is 22 degrees and sunny in Paris.\n" in shown
+    assert "    tokens: 30 in, 12 out" in shown
+
+    replayer = replaying_proxy(tmp_path)
+    through(replayer)
+    try:
+        replayed = openai_conversation()
+    finally:
+        replayer.stop()
+    for key in ("events", "arguments", "text", "call", "usage", "errors"):
+        assert replayed[key] == recorded[key], key
+    # Paced as recorded: the player never sends a delta before its recorded offset from the
+    # client message it answers (so this holds however slow the machine is).
+    first = session.client_messages[2].ms
+    last_delta = deltas[-1].ms
+    took = replayed["times"]["last_argument_delta"] - replayed["times"]["first_request"]
+    assert took >= (last_delta - first) / 1e3 - 0.005
+    no_secret_on_disk(tmp_path, OPENAI_KEY, EPHEMERAL_SECRET)
+
+
+def test_openai_realtime_message_that_differs_gets_an_error_event(tmp_path, certificate, upstream, through):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    through(recorder)
+    try:
+        openai_conversation()
+    finally:
+        recorder.stop()
+    upstream.stop()
+    replayer = replaying_proxy(tmp_path, vcr_timing="none")
+    through(replayer)
+    try:
+        seen = openai_conversation("What's the weather in Rome?")
+    finally:
+        replayer.stop()
+    assert seen["events"][-1] == "error" or "error" in seen["events"]
+    (message,) = seen["errors"]
+    assert message.startswith("vcr-proxy: WebSocket wss://api.openai.com/v1/realtime?model=gpt-realtime")
+    assert "default.realtime.jsonl#session 0" in message
+    assert "client message #1 (conversation.item.create)" in message
+    assert 'recorded "What\'s the weather in Paris?", sent "What\'s the weather in Rome?"' in message
+    assert seen.get("close") == (1008, seen["close"][1]) and "vcr-proxy" in seen["close"][1]
+    no_secret_on_disk(tmp_path, OPENAI_KEY, EPHEMERAL_SECRET)
+
+
+# -- the websockets library: binary PCM16 audio --
+
+def pcm_frames(count: int = 5) -> list[bytes]:
+    """100 ms of 24 kHz mono PCM16 each (4,800 bytes): a deterministic noise."""
+    generator = random.Random(22)
+    return [bytes(generator.getrandbits(8) for _ in range(4800)) for _ in range(count)]
+
+
+def audio_session(proxy: Proxy, host: str = "speech.example.com") -> dict:
+    seen: dict = {"binary": [], "text": []}
+    with connect(f"wss://{host}/v1/audio", ssl=client_context(proxy), proxy=proxy.url,
+                 open_timeout=TIMEOUT, max_size=None, compression=None) as websocket:
+        for frame in pcm_frames():
+            websocket.send(frame)
+            seen["binary"].append(websocket.recv(TIMEOUT))
+            seen["text"].append(websocket.recv(TIMEOUT))
+        websocket.send("done")
+        try:
+            websocket.recv(TIMEOUT)
+        except ConnectionClosed as closed:
+            seen["close"] = (closed.rcvd.code, closed.rcvd.reason)
+    return seen
+
+
+def test_binary_audio_frames_replayed_byte_for_byte(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        recorded = audio_session(recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    frames = pcm_frames()
+    assert recorded["binary"] == [frame[::-1] for frame in frames]
+    assert recorded["close"] == (1000, "bye")
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert [m.data for m in session.client_messages][:5] == frames
+    assert session.close.code == 1000 and not session.close.by_client
+    shown = show(tmp_path / "cassettes" / "default.yaml")
+    assert "    > binary: 5 frames, 24000 bytes (0.50s as 24 kHz PCM16)" in shown
+    assert "    closed by the server (1000 bye)" in shown
+
+    replayer = replaying_proxy(tmp_path)
+    try:
+        replayed = audio_session(replayer)
+    finally:
+        replayer.stop()
+    assert replayed == recorded
+
+
+# -- Gemini Live --
+
+def gemini_session(proxy: Proxy, text: str = "hello there") -> dict:
+    seen: dict = {"messages": []}
+    url = f"wss://generativelanguage.googleapis.com{GEMINI_PATH}?key={GOOGLE_KEY}"
+    with connect(url, ssl=client_context(proxy), proxy=proxy.url, open_timeout=TIMEOUT) as websocket:
+        websocket.send(json.dumps({"setup": {"model": "models/gemini-live-2.5-flash",
+                                             "generationConfig": {"responseModalities": ["TEXT"]}}}))
+        seen["messages"].append(websocket.recv(TIMEOUT))
+        websocket.send(json.dumps({"clientContent": {
+            "turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": True}}))
+        try:
+            while True:
+                message = websocket.recv(TIMEOUT)
+                seen["messages"].append(message)
+                if b"usageMetadata" in message:
+                    break
+        except ConnectionClosed as closed:
+            seen["close"] = (closed.rcvd.code, closed.rcvd.reason)
+    return seen
+
+
+def test_gemini_live_session_recorded_and_replayed_without_its_key(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    try:
+        recorded = gemini_session(recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    assert f"key={GOOGLE_KEY}" in upstream.handshakes[0]["path"]  # the upstream got it
+    assert json.loads(recorded["messages"][0]) == {"setupComplete": {}}
+    text = "".join(json.loads(m)["serverContent"]["modelTurn"]["parts"][0]["text"]
+                   for m in recorded["messages"] if b"modelTurn" in m)
+    assert text == "You said: hello there"
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert session.url == f"wss://generativelanguage.googleapis.com{GEMINI_PATH}?key=REDACTED"
+
+    replayer = replaying_proxy(tmp_path, vcr_allow_repeats="true")
+    try:
+        replayed = gemini_session(replayer)
+        differs = gemini_session(replayer, "something else")
+    finally:
+        replayer.stop()
+    assert replayed == recorded
+    # No error event in this protocol: a close with 1008 and the reason.
+    code, reason = differs["close"]
+    assert code == 1008 and reason.startswith("vcr-proxy: WebSocket wss://generativelanguage")
+    assert len(differs["messages"]) == 1  # setupComplete, then the close
+    no_secret_on_disk(tmp_path, GOOGLE_KEY)
+    assert GOOGLE_KEY not in replayer.output() and GOOGLE_KEY not in recorder.output()
+
+
+def test_sessions_told_apart_by_url_and_order(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        first_audio = audio_session(recorder)
+        gemini = gemini_session(recorder)
+        second_audio = audio_session(recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    sessions = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert [s.id for s in sessions] == [0, 1, 2]
+    replayer = replaying_proxy(tmp_path, vcr_timing="none")
+    try:
+        assert gemini_session(replayer) == gemini  # out of recorded order: found by URL
+        assert audio_session(replayer) == first_audio
+        assert audio_session(replayer) == second_audio
+        with pytest.raises(Exception) as refused:  # all used: a miss, answered 404
+            audio_session(replayer)
+    finally:
+        replayer.stop()
+    assert "404" in str(refused.value)
+    assert "all already replayed" in replayer.output()
+
+
+# -- files: crashes, the cassette's bytes, symlinks --
+
+def test_a_killed_proxy_keeps_what_was_exchanged(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    path = tmp_path / "cassettes" / "default.realtime.jsonl"
+    frames = pcm_frames(2)
+    try:
+        websocket = connect("wss://speech.example.com/v1/audio", ssl=client_context(recorder),
+                            proxy=recorder.url, open_timeout=TIMEOUT, max_size=None)
+        for frame in frames:
+            websocket.send(frame)
+            websocket.recv(TIMEOUT), websocket.recv(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT  # appended as the session goes: wait for the lines
+        while (not path.exists() or path.read_text().count("\n") < 7) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        recorder.kill()  # mid-session
+        websocket.close_socket()
+    finally:
+        recorder.stop()
+    (session,) = sidecar.read(path)
+    assert session.close is None
+    assert [m.data for m in session.client_messages] == frames
+    assert len(session.messages) == 6
+
+
+def test_new_episodes_keeps_the_cassette_bytes_and_replays_held_sessions(tmp_path, certificate, upstream):
+    source = next((Path(__file__).parent.parent.parent / "shared" / "corpus").rglob("*.yaml"))
+    cassette = tmp_path / "cassettes" / "default.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_bytes(source.read_bytes())
+    before = cassette.read_bytes()
+    proxy = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="new-episodes",
+                  vcr_upstream=upstream.url, vcr_hosts="+speech.example.com").start()
+    try:
+        recorded = audio_session(proxy)  # not held: recorded
+        upstream.stop()
+        # Held now (the sidecar is read again when it changes, as a cassette is): replayed.
+        assert audio_session(proxy) == recorded
+    finally:
+        proxy.stop()
+    assert cassette.read_bytes() == before  # the go-vcr cassette: the same bytes
+    (session,) = sidecar.read(sidecar.sidecar_path(cassette))
+    again = Proxy(tmp_path, vcr_mode="new-episodes", vcr_hosts="+speech.example.com").start()
+    try:
+        assert audio_session(again) == recorded  # held: replayed, with no upstream
+    finally:
+        again.stop()
+    assert cassette.read_bytes() == before
+
+
+def test_a_symlinked_sidecar_is_refused_and_nothing_is_written_through_it(tmp_path, certificate, upstream):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "default.realtime.jsonl").symlink_to(outside)
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with pytest.raises(Exception) as refused:
+            audio_session(recorder)
+    finally:
+        recorder.stop()
+    assert "400" in str(refused.value)
+    assert "is a symlink" in recorder.output()
+    assert outside.read_text() == "keep me\n"
