@@ -130,7 +130,7 @@ def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             tag, value = _BINARY_TAG, _go_base64(value)
-    elif _SURROGATES.search(value):  # lone surrogates: not a valid Go string either
+    elif not value.isascii() and _SURROGATES.search(value):  # lone surrogates: not a valid Go string either
         tag, value = _BINARY_TAG, _go_base64(value.encode("utf-8", "surrogatepass"))
     if "\n" in value:
         requested = LITERAL
@@ -184,10 +184,16 @@ def _analyze(text: str, requested: str, simple_key: bool) -> tuple[str, bool]:
         if requested == PLAIN:
             return (SINGLE if simple_key else PLAIN), False
         return (DOUBLE if requested == LITERAL else requested), False
-    unusual = _UNUSUAL.search(text) is not None
     first, last = text[0], text[-1]
     leading_space, trailing_space = first == " ", last == " "
-    if unusual:
+    if text.isascii():  # most bodies: str methods in C, not a character class per character
+        unusual = not text.isprintable()
+        special = unusual and not text.replace("\t", "").replace("\n", "").isprintable()
+        tabs = unusual and "\t" in text
+        line_breaks = unusual and ("\n" in text or "\r" in text)
+        break_space = line_breaks and ("\n " in text or "\r " in text)
+        space_break = line_breaks and (" \n" in text or " \r" in text)
+    elif unusual := _UNUSUAL.search(text) is not None:
         special = _SPECIAL.search(text) is not None
         tabs = "\t" in text
         line_breaks = any(b in text for b in _BREAKS)
