@@ -20,6 +20,7 @@ from .credentials import is_credential_header, is_credential_param, scrub_line, 
 PARTS = ("method", "url", "body", "headers")
 DEFAULT_PARTS = ("method", "url", "body")
 _MISSING = object()
+_UNPARSED = object()
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class IncomingRequest:
     url: str
     body: bytes
     headers: dict[str, list[str]] = field(default_factory=dict)
+    # The body as each set of rules compares it, made once however many recordings it meets.
+    compared: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 # Values SDKs make anew on every run, normalised on both sides before bodies are compared: the
@@ -172,6 +175,8 @@ class Matcher:
         self.rules = rules
         # Recorded bodies parsed once: {id(interaction): (interaction, text, json)}.
         self._bodies: dict[int, tuple] = {}
+        # Per index bucket, its interactions by body text and by JSON fingerprint.
+        self._by_body: dict[int, tuple] = {}
 
     def key(self, method: str, url: str) -> tuple[str, str]:
         """What a request must share with a recording before its body is looked at."""
@@ -224,6 +229,48 @@ class Matcher:
     def shown_url(url: str) -> str:
         return scrub_line(url)
 
+    def _sent_text(self, request: IncomingRequest):
+        """The request's body as `_recorded_body` gives a recording's text."""
+        entry = request.compared.get(self.rules)
+        if entry is None:
+            entry = request.compared[self.rules] = [self.rules.normalized(_as_text(request.body)),
+                                                    _UNPARSED]
+        return entry[0]
+
+    def _sent_json(self, request: IncomingRequest):
+        self._sent_text(request)
+        entry = request.compared[self.rules]
+        if entry[1] is _UNPARSED:
+            entry[1] = _json_value(entry[0])
+        return entry[1]
+
+    def _fingerprint(self, text) -> str | None:
+        """Equal for bodies whose JSON values compare equal once the ignored fields are dropped
+        (1 and 1.0 alike); None for a body that is not JSON."""
+        if not text or isinstance(text, bytes):
+            return None
+        try:
+            value = json.loads(text, parse_float=_number)
+            return json.dumps(_without_ignored(value, self.rules.ignored_fields), sort_keys=True,
+                              ensure_ascii=False, separators=(",", ":"))
+        except (ValueError, RecursionError):
+            return None
+
+    def _bucket_index(self, bucket: list[Interaction], by: str) -> dict:
+        """The bucket's interactions by recorded body text ("text") or JSON fingerprint."""
+        entry = self._by_body.get(id(bucket))
+        if entry is None or entry[0] is not bucket:
+            entry = self._by_body[id(bucket)] = (bucket, {})
+        found = entry[1].get(by)
+        if found is None:
+            found = entry[1][by] = {}
+            for interaction in bucket:
+                text = self._recorded_body(interaction)[0]
+                key = text if by == "text" else self._fingerprint(text)
+                if key is not None:
+                    found.setdefault(key, []).append(interaction)
+        return found
+
     def differences(self, interaction: Interaction, request: IncomingRequest) -> list[str]:
         """What differs between the recorded request and `request`, in the rules' parts."""
         recorded = interaction.request
@@ -233,7 +280,7 @@ class Matcher:
         if "url" in self.rules.parts and normalized_url(recorded.url) != normalized_url(request.url):
             found.append(f"url: recorded {scrub_line(recorded.url)}, sent {scrub_line(request.url)}")
         if "body" in self.rules.parts:
-            difference = self._body_difference(interaction, request.body)
+            difference = self._body_difference(interaction, request)
             if difference:
                 found.append(difference)
         if "headers" in self.rules.parts:
@@ -242,12 +289,12 @@ class Matcher:
                 found.append(difference)
         return found
 
-    def _body_difference(self, interaction: Interaction, sent_body: bytes) -> str | None:
+    def _body_difference(self, interaction: Interaction, request: IncomingRequest) -> str | None:
         recorded, recorded_json = self._recorded_body(interaction)
-        sent = self.rules.normalized(_as_text(sent_body))
+        sent = self._sent_text(request)
         if recorded == sent:
             return None
-        sent_json = _json_value(sent)
+        sent_json = self._sent_json(request)
         if recorded_json is not _MISSING and sent_json is not _MISSING:
             ignored = self.rules.ignored_fields
             try:
@@ -283,7 +330,8 @@ class Matcher:
         last match again if repeats are allowed and all are used; and how many matched.
         `index` is `self.index(interactions)`."""
         last, matched = None, 0
-        for interaction in index.get(self.key(request.method, request.url), ()):
+        for interaction in self._candidates(index.get(self.key(request.method, request.url), []), used,
+                                             request):
             if self.differences(interaction, request):
                 continue
             matched += 1
@@ -292,6 +340,21 @@ class Matcher:
                 return interaction, matched
             last = interaction
         return (last if self.rules.allow_repeats else None), matched
+
+    def _candidates(self, bucket: list[Interaction], used: set[int],
+                    request: IncomingRequest) -> list[Interaction]:
+        """The interactions of `bucket` whose bodies may match the request's, in recorded order,
+        found by an index rather than by comparing each (a cassette may hold 50,000): those of
+        identical text while one of them is unused (no parsing), else those of equal JSON."""
+        if "body" not in self.rules.parts or len(bucket) < 2:
+            return bucket
+        same = self._bucket_index(bucket, "text").get(self._sent_text(request), [])
+        if any(interaction.id not in used for interaction in same):
+            return same
+        fingerprint = self._fingerprint(self._sent_text(request))
+        if fingerprint is None:
+            return same
+        return self._bucket_index(bucket, "json").get(fingerprint, [])
 
     def nearest(self, interactions: list[Interaction], request: IncomingRequest
                 ) -> tuple[Interaction, list[str]] | None:
@@ -304,6 +367,12 @@ class Matcher:
             if best is None or score > best[0]:
                 best = (score, interaction, found)
         return None if best is None else (best[1], best[2])
+
+
+def _number(text: str) -> int | float:
+    """A JSON number as `==` compares it: 1.0 is 1."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _preview(body: str | bytes) -> str:

@@ -67,6 +67,7 @@ _LINE_SEPARATORS_BYTES = re.compile(b"\xe2\x80[\xa8\xa9]")
 # Anything that is not a printable character to yaml.v3, plus tab and the line breaks: a string
 # without any of these needs no escaping and no multi-line handling.
 _UNUSUAL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\U00010000-\U0010ffff]")
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 _SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ufffe\uffff\U00010000-\U0010ffff]")
 _BREAK_SPACE = re.compile("[\r\n\x85\u2028\u2029] ")
 _SPACE_BREAK = re.compile(" [\r\n\x85\u2028\u2029]")
@@ -186,11 +187,12 @@ def _analyze(text: str, requested: str, simple_key: bool) -> tuple[str, bool]:
         return (DOUBLE if requested == LITERAL else requested), False
     first, last = text[0], text[-1]
     leading_space, trailing_space = first == " ", last == " "
-    if text.isascii():  # most bodies: str methods in C, not a character class per character
-        unusual = not text.isprintable()
-        special = unusual and not text.replace("\t", "").replace("\n", "").isprintable()
-        tabs = unusual and "\t" in text
-        line_breaks = unusual and ("\n" in text or "\r" in text)
+    if text.isascii():  # most bodies: byte methods in C, not a character class per character
+        controls = text.encode("ascii").translate(None, _PRINTABLE_ASCII)
+        unusual = bool(controls)
+        special = bool(controls.translate(None, b"\t\n"))
+        tabs = b"\t" in controls
+        line_breaks = b"\n" in controls or b"\r" in controls
         break_space = line_breaks and ("\n " in text or "\r " in text)
         space_break = line_breaks and (" \n" in text or " \r" in text)
     elif unusual := _UNUSUAL.search(text) is not None:
