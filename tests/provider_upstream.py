@@ -123,6 +123,9 @@ HF_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 HF_MODEL_INFO = {"_id": "66969d5bd0e3f8b2c6d3c4a1", "id": HF_MODEL, "inferenceProviderMapping": {
     "together": {"status": "live", "providerId": "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
                  "task": "conversational"}}}
+# What huggingface_hub fetches once a day (cached in HF_HOME) to name a calling agent.
+HF_AGENT_HARNESSES = {"standardEnvVars": ["AI_AGENT", "AGENT"],
+                      "harnesses": {"claude-code": {"envVars": {"CLAUDECODE": "1"}}}}
 HF_COMPLETION = {
     "id": "o8HfTest", "object": "chat.completion", "created": 1758698524,
     "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo", "prompt": [],
@@ -226,6 +229,8 @@ class ProviderUpstream(Upstream):
                 await self._json(send, 200, MISTRAL_COMPLETION)
         elif method == "GET" and path == f"/api/models/{HF_MODEL}":
             await self._json(send, 200, HF_MODEL_INFO)
+        elif method == "GET" and path == "/api/agent-harnesses":
+            await self._json(send, 200, HF_AGENT_HARNESSES)
         elif path == "/together/v1/chat/completions":
             await self._json(send, 200, HF_COMPLETION)
         elif path == "/v1/responses":
