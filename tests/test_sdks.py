@@ -314,6 +314,28 @@ process.stdout.write(JSON.stringify(out));
 '''
 
 
+# The README's other way: undici's ProxyAgent as each client's fetch dispatcher (no global one).
+NODE_PER_CLIENT_SETUP = '''import { ProxyAgent } from "undici";
+import OpenAI from "openai";
+import Anthropic from "@anthropic-ai/sdk";
+const dispatcher = new ProxyAgent(process.env.HTTPS_PROXY);
+const openai = new OpenAI({ fetchOptions: { dispatcher } });
+const anthropic = new Anthropic({ fetchOptions: { dispatcher } });'''
+
+NODE_PER_CLIENT = NODE_PER_CLIENT_SETUP + '''
+const out = {};
+const chat = { model: "moonshotai/kimi-k2-0905", messages: [{ role: "user", content: "hi" }] };
+out.chat = await openai.chat.completions.create(chat);
+out.chatStream = [];
+for await (const chunk of await openai.chat.completions.create({ ...chat, stream: true })) out.chatStream.push(chunk);
+const message = { model: "claude-sonnet-4-20250514", max_tokens: 64, messages: [{ role: "user", content: "Say hi in Italian" }] };
+out.message = await anthropic.messages.create(message);
+out.messageStream = [];
+for await (const event of anthropic.messages.stream(message)) out.messageStream.push(event);
+process.stdout.write(JSON.stringify(out));
+'''
+
+
 @pytest.fixture(scope="module")
 def node_sdks(tmp_path_factory):
     """@google/genai, groq-sdk and @mistralai/mistralai with undici, from the npm registry."""
@@ -321,22 +343,39 @@ def node_sdks(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("node_sdks")
     subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
-                    "undici@6", "@google/genai@2", "groq-sdk@1", "@mistralai/mistralai@2"],
+                    "undici@6", "@google/genai@2", "groq-sdk@1", "@mistralai/mistralai@2",
+                    "openai@6", "@anthropic-ai/sdk@1"],
                    check=True, timeout=300, capture_output=True)
+    (folder / "per_client.mjs").write_text(NODE_PER_CLIENT)
     script = folder / "sdks.mjs"
     script.write_text(NODE_SDKS)
     return script
 
 
-def test_the_readme_shows_the_node_line_these_tests_use():
-    assert NODE_SETUP in (ROOT / "README.md").read_text()
+def test_the_readme_shows_the_node_lines_these_tests_use():
+    readme = (ROOT / "README.md").read_text()
+    assert NODE_SETUP in readme
+    assert NODE_PER_CLIENT_SETUP in readme
+
+
+def test_node_openai_and_anthropic_with_a_dispatcher_per_client(tmp_path, upstream, node_sdks):
+    script = node_sdks.parent / "per_client.mjs"
+    command = f'OPENAI_API_KEY="$VCR_TEST_KEY" ANTHROPIC_API_KEY="$VCR_TEST_KEY" node {script}'
+    output, cassette = record_then_replay(tmp_path, upstream, command, "sk-" + secrets.token_urlsafe(30))
+    calls = json.loads(output)
+    assert calls["chat"]["id"] == "gen-test-2"
+    assert calls["chatStream"][-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert calls["message"]["content"][0]["text"] == "Ciao! 👋"
+    assert calls["messageStream"][-1]["type"] == "message_stop"
+    assert urls(cassette) == ["https://api.openai.com/v1/chat/completions"] * 2 + [
+        "https://api.anthropic.com/v1/messages"] * 2
 
 
 @pytest.mark.parametrize("sdk,url", [
     ("genai", "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:"),
     ("groq", "https://api.groq.com/openai/v1/chat/completions"),
     ("mistral", "https://api.mistral.ai/v1/chat/completions"),
-])
+], ids=["genai", "groq", "mistral"])
 def test_node_sdks_record_then_replay_offline(tmp_path, upstream, node_sdks, sdk, url):
     output, cassette = record_then_replay(tmp_path, upstream, f"node {node_sdks} {sdk}",
                                           "node-" + secrets.token_urlsafe(30))
