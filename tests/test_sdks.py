@@ -53,8 +53,9 @@ def record_then_replay(tmp_path, upstream, command: str, key: str) -> tuple[str,
 
     os.environ["VCR_TEST_KEY"] = key
     try:
+        # Every header recorded (the default keeps three): the key is scrubbed, not left out.
         recorder = Proxy(tmp_path, upstream_ca=upstream.cert, vcr_upstream=upstream.url,
-                         vcr_mode="record").start()
+                         vcr_mode="record", vcr_headers="all").start()
         try:
             recorded = in_env_shell(recorder, command)
         finally:
