@@ -466,6 +466,7 @@ class VcrState:
         stopping = session.shouldfail or session.shouldstop
         if nextitem is not None and self.applies(nextitem) and not stopping:
             return self.select(nextitem).get("previous", {})
+        flush_sdk_telemetry()  # while this test's cassette still answers it
         self.selected = None
         return self.control("/eject")
 
@@ -525,6 +526,20 @@ class VcrState:
             return [f"vcr-proxy: 127.0.0.1:{self.port}, mode {self.mode}, cassettes {self.folder}, "
                     f"log {self.log_path}"]
         return None
+
+
+def flush_sdk_telemetry() -> None:
+    """Send what SDKs batch in a background thread and would send at exit, after the proxy has
+    stopped (a refused connection, printed as an error): the OpenAI Agents SDK's traces of the
+    last marked test. Called before the proxy goes back to passthrough, so they are answered
+    where the cassette is replayed and reach their service where it is recorded."""
+    tracing = sys.modules.get("agents.tracing")
+    if tracing is None:
+        return
+    try:
+        tracing.get_trace_provider().force_flush()
+    except Exception:  # noqa: BLE001  (its exporter logs its own errors; never fail a test here)
+        pass
 
 
 NEXT = pytest.StashKey[object]()

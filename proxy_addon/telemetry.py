@@ -29,6 +29,10 @@ DEFAULT_ENDPOINTS = (
     ("eu.api.smith.langchain.com", "/info", "LangSmith's client start-up (EU)"),
     ("*.langfuse.com", "/api/public/ingestion", "Langfuse's ingestion"),
     ("*.langfuse.com", "/api/public/otel/*", "Langfuse's OpenTelemetry endpoint"),
+    # Fetched at most once a day (cached in HF_HOME) to name the calling agent in its
+    # User-Agent: in a cassette recorded on a machine whose cache was stale, replay elsewhere
+    # would find it unused; recorded where the cache was fresh, replay elsewhere would miss it.
+    ("huggingface.co", "/api/agent-harnesses", "huggingface_hub's agent-harness registry"),
 )
 
 
