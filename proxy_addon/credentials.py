@@ -287,21 +287,23 @@ class Scrubber:
             return body
         if len(body) < _REMEMBER_FROM or isinstance(body, bytearray):
             return self._body_fields(body, content_type, where)
-        key = ("fields", body, content_type, where)
+        data = _as_bytes(body)  # text or bytes alike: a recording holds as text what came as bytes
+        key = ("fields", data, content_type)
         remembered = _REMEMBERED.get(key)
         if remembered is None:
             # Scanned with no credential known yet, so that what it finds is all it finds,
-            # whatever scrubber asks next.
+            # whatever scrubber asks next; places are kept without `where`, added on each use.
             fresh = Scrubber()
-            scrubbed = fresh._body_fields(body, content_type, where)
-            remembered = (scrubbed, tuple(fresh.found), frozenset(fresh.secrets.values))
-            _REMEMBERED.put(key, remembered, len(body))
+            scrubbed = fresh._body_fields(data, content_type, "")
+            remembered = (None if scrubbed is data else bytes(scrubbed), tuple(fresh.found),
+                          frozenset(fresh.secrets.values))
+            _REMEMBERED.put(key, remembered, len(data))
         scrubbed, found, values = remembered
-        self.found += found
+        self.found += [where + place for place in found]
         if values - self.secrets.values:
             self.secrets.values |= values
             self._echoes = None
-        return scrubbed
+        return body if scrubbed is None else _from_bytes(scrubbed, body)
 
     def _body_fields(self, body, content_type: str, where: str):
         kind = content_type.split(";", 1)[0].strip().lower()
@@ -404,15 +406,18 @@ class Scrubber:
             return self._gzipped(value, where)
         if len(value) < _REMEMBER_FROM or isinstance(value, bytearray):
             return self._by_value(value, where)
-        key = ("values", value, self._bytes_echoes(), where)
+        data = _as_bytes(value)
+        key = ("values", data, self._bytes_echoes())
         remembered = _REMEMBERED.get(key)
         if remembered is None:
             before = len(self.found)
-            remembered = (self._by_value(value, where), tuple(self.found[before:]))
-            _REMEMBERED.put(key, remembered, len(value))
-            return remembered[0]
-        self.found += remembered[1]
-        return remembered[0]
+            scrubbed = self._by_value(data, "")
+            remembered = (None if scrubbed is data else scrubbed, tuple(self.found[before:]))
+            del self.found[before:]
+            _REMEMBERED.put(key, remembered, len(data))
+        scrubbed, found = remembered
+        self.found += [where + place for place in found]
+        return value if scrubbed is None else _from_bytes(scrubbed, value)
 
     def _by_value(self, value, where: str):
         data = _as_bytes(value)
@@ -528,10 +533,13 @@ def _escaped(data, index: int) -> bool:
 
 
 def _replaced(data, spans: list[tuple[int, int]]) -> bytes:
-    """`data` with each span (the first of any that overlap) replaced by MARKER."""
+    """`data` with each span replaced by MARKER; spans that overlap are replaced as one, so that
+    no part of the longer is left."""
     pieces, last = [], 0
     for start, end in sorted(spans):
         if start < last:
+            if end > last:
+                last = end
             continue
         pieces += (data[last:start], _MARKER_BYTES)
         last = end
