@@ -23,7 +23,7 @@ from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
-from proxy_addon import display, filters  # noqa: E402
+from proxy_addon import body_limit, display, filters  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
@@ -122,6 +122,7 @@ class VcrProxy:
         # mitmproxy's own log lines quote the raw bytes of requests it cannot parse: from now
         # on they are shown without them (display.py), in every log handler there is.
         display.guard_logs()
+        body_limit.install(self.refuse_large_body)
         loader.add_option("vcr_mode", str, "once",
                           "once: replay an existing cassette, record a missing one; replay: "
                           "only from disk, a miss is an error; record: always upstream, the "
@@ -163,8 +164,9 @@ class VcrProxy:
                           "Log a line for every replayed interaction (through mitmdump's terminal "
                           "log this costs about a tenth of replay throughput).")
         loader.add_option("vcr_max_body", int, DEFAULT_MAX_BODY,
-                          "Largest response body recorded, in bytes, decoded (a larger one still "
-                          "reaches the client whole, and is not recorded).")
+                          "Largest body, in bytes, decoded: a larger response still reaches the "
+                          "client whole, and is not recorded; a larger request to a host recorded "
+                          "or replayed is refused with a 413 as it arrives, never held in memory.")
         loader.add_option("vcr_control_socket", str, "",
                           "Also answer the control calls on this Unix socket, one JSON line each "
                           "(for test runners; only the socket's owner can connect).")
@@ -652,6 +654,20 @@ class VcrProxy:
             flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
             return None
         return self._dispatch(flow, path, mode)
+
+    def refuse_large_body(self, flow: http.HTTPFlow, size: int) -> http.Response | None:
+        """The 413 for a request body of `size` bytes (so far) past vcr_max_body, if the
+        request is one vcr-proxy answers or records (body_limit.py); None to let it through."""
+        limit = ctx.options.vcr_max_body
+        request = flow.request
+        if (size <= limit or normalize_host(request.host) == CONTROL_HOST
+                or not self.routes.handles(request.host, self.mode)):
+            return None
+        shown = f"{request.method} {scrub_line(request.pretty_url)}"
+        message = (f"vcr-proxy: refused {shown}: its body ({size:,} bytes or more) is larger than "
+                   f"vcr_max_body ({limit:,} bytes); raise vcr_max_body to record or replay it")
+        log.error(message)
+        return flow_error(flow, 413, message)
 
     def _telemetry(self, flow: http.HTTPFlow, name: str, mode: str) -> None:
         """An SDK's own telemetry (telemetry.py): never recorded; answered here wherever the

@@ -1,0 +1,111 @@
+"""One big request must not stall or break the proxy: a body past vcr_max_body is refused with a
+one-line 413 as it arrives, whatever way it is sent (a declared length, chunks, HTTP/2), in
+record and in replay; memory stays where it was, the upstream never sees it, and every other
+client is answered meanwhile."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import threading
+
+import httpx
+import pytest
+
+from tests.proxy import Proxy
+from tests.upstream import Upstream, make_certificate
+
+MiB = 1 << 20
+URL = "https://openrouter.ai/api/v1/chat/completions"
+LIMIT = MiB
+SIZE = 200 * MiB
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("upstream")
+    cert, key = make_certificate(folder)
+    server = Upstream(cert, key).start()
+    server.cert = cert
+    yield server
+    server.stop()
+
+
+def refused(text: str) -> bool:
+    return ("vcr-proxy: refused POST https://openrouter.ai/api/v1/chat/completions" in text
+            and "larger than vcr_max_body (1,048,576 bytes)" in text and "\n" not in text.strip())
+
+
+@pytest.mark.parametrize("mode", ["record", "replay"])
+def test_a_body_past_vcr_max_body_is_refused_as_it_arrives(tmp_path, upstream, mode):
+    proxy = Proxy(tmp_path / "proxy", upstream_ca=upstream.cert, vcr_mode=mode,
+                  vcr_upstream=upstream.url, vcr_max_body=str(LIMIT)).start()
+    try:
+        at_rest = rss_mib(proxy.process.pid)
+        sparse = tmp_path / "big.json"
+        with open(sparse, "wb") as handle:
+            handle.truncate(SIZE)  # 200 MiB the client sends with a Content-Length
+        curl = ["curl", "-sS", "-x", proxy.url, "--cacert", str(proxy.ca), "-w", "\n%{http_code}",
+                "-H", "Content-Type: application/json"]
+        probes: list[int] = []
+        stop = threading.Event()
+
+        def probe():  # another client, answered all along
+            with proxy.client(timeout=30) as client:
+                while not stop.is_set():
+                    probes.append(client.post(URL, json={"model": "probe", "messages": []}).status_code)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            declared = subprocess.run(curl + ["--http1.1", "--data-binary", f"@{sparse}", URL],
+                                      capture_output=True, text=True, timeout=120)
+            chunked = subprocess.run(
+                f"head -c {SIZE} /dev/zero | " + shlex.join(curl) +
+                f" --http1.1 -H 'Transfer-Encoding: chunked' --data-binary @- {URL}",
+                shell=True, capture_output=True, text=True, timeout=120)
+            with proxy.client(http2=True, timeout=60) as client:
+                over_h2 = client.post(URL, content=(bytes(MiB) for _ in range(SIZE // MiB)))
+        finally:
+            stop.set()
+            prober.join(60)
+        for result in (declared, chunked):
+            body, _, status = result.stdout.rpartition("\n")
+            assert status == "413", (result.stdout[-500:], result.stderr[-500:])
+            assert refused(body), body
+        assert over_h2.status_code == 413 and refused(over_h2.text), over_h2.text
+        # The probe was answered throughout: recorded (200) or missed (404), never stalled.
+        assert probes and set(probes) <= {200, 404}, probes
+        assert rss_mib(proxy.process.pid) < 1.5 * at_rest + 20
+        # Nothing of it reached the upstream, nor a cassette.
+        assert not [r for r in upstream.requests if len(r["body"]) > LIMIT]
+        for path in (tmp_path / "proxy").rglob("*.yaml"):
+            assert path.stat().st_size < LIMIT
+        assert proxy.output().count("larger than vcr_max_body") == 3
+        # And a request within the limit on a new connection is handled as ever.
+        with proxy.client() as client:
+            small = client.post(URL, content=b'{"model": "m", "messages": [], "pad": "'
+                                + b"x" * (LIMIT // 2) + b'"}')
+        assert small.status_code == (200 if mode == "record" else 404)
+    finally:
+        proxy.stop()
+
+
+def test_a_body_within_the_limit_to_a_passthrough_host_is_not_refused(tmp_path, upstream):
+    # The limit is vcr-proxy's, for what it records or replays: a host it lets through (a
+    # download in a dev shell) is none of its business.
+    proxy = Proxy(tmp_path / "proxy", upstream_ca=upstream.cert, vcr_mode="record",
+                  vcr_max_body=str(LIMIT)).start()
+    try:  # 127.0.0.1 is no recorded host: its TLS passes through, the upstream's own
+        with httpx.Client(proxy=proxy.url, verify=str(upstream.cert)) as client:
+            response = client.post(f"{upstream.url}/v1/chat/completions",
+                                   content=b'{"pad": "' + b"x" * (2 * LIMIT) + b'"}')
+        assert response.status_code == 200
+    finally:
+        proxy.stop()
