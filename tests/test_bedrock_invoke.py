@@ -11,8 +11,9 @@ import base64
 import json
 from urllib.parse import quote
 
-from .inspect_helpers import exchange, write_cassette
+from .inspect_helpers import CHAT_REQUEST, exchange, sse, write_cassette
 from .test_cli import _cli
+from .test_readers import COHERE, COHERE_ANSWER, COHERE_REQUEST, COHERE_STREAM, GROQ_STREAM, _cohere_sse
 from .upstream import aws_frame
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -365,3 +366,47 @@ def test_other_models_on_invoke_model_are_not_misread(tmp_path):
     assert gpt_item["family"] == "openai-chat" and gpt_item["text"] == "Hello!" and _tokens(gpt_item) == (8, 2)
     assert canvas_item["family"] == ""  # shown raw
 
+
+def _cohere_groq(folder, text: str = " now.", city: str = "Rome", groq: str = "Hi"):
+    stream = [dict(e) for e in COHERE_STREAM]
+    stream[8] = {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": text}}}}
+    stream[4] = {"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {
+        "function": {"arguments": f' "{city}"}}'}}}}}
+    chunks = [dict(c) for c in GROQ_STREAM]
+    chunks[0] = {**chunks[0], "choices": [{"index": 0, "delta": {"content": groq}}]}
+    folder.mkdir(exist_ok=True)
+    return write_cassette(folder / "cohere-groq.yaml", [
+        exchange(0, COHERE, COHERE_REQUEST, _cohere_sse(stream), "text/event-stream"),
+        exchange(1, COHERE, {**COHERE_REQUEST, "stream": False}, json.dumps(COHERE_ANSWER)),
+        exchange(2, "https://api.groq.com/openai/v1/chat/completions",
+                 {**CHAT_REQUEST, "model": "llama-3.3-70b-versatile"}, sse(*chunks, "[DONE]"),
+                 "text/event-stream"),
+    ])
+
+
+def test_report_reads_cohere_v2_and_groq_usage(tmp_path):
+    path = _cohere_groq(tmp_path)
+    report = _cli("report", "-o", str(tmp_path / "report.html"), str(path))
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("Cohere chat") == 2 and "OpenAI chat completions" in page
+    assert "Checking now." in page and "It is 21 C." in page and "I will look it up." in page
+    assert "weather({&quot;city&quot;: &quot;Rome&quot;})" in page
+    assert "tokens 612 in, 41 out" in page and "tokens 70 in, 6 out" in page
+    assert "tokens 11 in, 2 out" in page  # Groq's x_groq.usage
+    assert "693 tokens in, 49 tokens out" in page
+    assert "command-a-03-2025" in page and "llama-3.3-70b-versatile" in page
+
+
+def test_diff_reads_cohere_v2_and_groq(tmp_path):
+    old = _cohere_groq(tmp_path / "old")
+    same = _cli("diff", str(old), str(_cohere_groq(tmp_path / "same")))
+    assert same.returncode == 0 and same.stdout.splitlines() == ["same: 1 cassette compared"], same.stdout
+    wording = _cli("diff", str(old), str(_cohere_groq(tmp_path / "wording", text=" soon.", groq="Hey")))
+    assert wording.returncode == 0, wording.stdout + wording.stderr
+    assert wording.stdout.splitlines() == ["#0 text: changed (13 -> 14 characters)",
+                                           "#2 text: changed (2 -> 3 characters)", "wording: 2 wording"]
+    behaviour = _cli("diff", str(old), str(_cohere_groq(tmp_path / "behaviour", city="Turin")))
+    assert behaviour.returncode == 1, behaviour.stdout + behaviour.stderr
+    assert behaviour.stdout.splitlines() == ['#0 tool weather argument city: "Rome" -> "Turin"',
+                                             "behaviour: 1 behaviour"]
