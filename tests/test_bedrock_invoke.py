@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from urllib.parse import quote
 
 from .inspect_helpers import CHAT_REQUEST, exchange, sse, write_cassette
@@ -365,6 +366,35 @@ def test_other_models_on_invoke_model_are_not_misread(tmp_path):
     gpt_item, canvas_item = _show(path)
     assert gpt_item["family"] == "openai-chat" and gpt_item["text"] == "Hello!" and _tokens(gpt_item) == (8, 2)
     assert canvas_item["family"] == ""  # shown raw
+
+
+def _exception_frame(kind: str, message: str) -> bytes:
+    """An exception frame of the stream, as Bedrock ends one that fails midway."""
+    headers = b""
+    for name, value in ((":exception-type", kind), (":content-type", "application/json"),
+                        (":message-type", "exception")):
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + len(value).to_bytes(2, "big") + value.encode()
+    body = json.dumps({"message": message}).encode()
+    prelude = (12 + len(headers) + len(body) + 4).to_bytes(4, "big") + len(headers).to_bytes(4, "big")
+    frame = prelude + zlib.crc32(prelude).to_bytes(4, "big") + headers + body
+    return frame + zlib.crc32(frame).to_bytes(4, "big")
+
+
+def test_a_stream_that_fails_midway_shows_its_error(tmp_path):
+    failing = _exception_frame("modelStreamErrorException", "The model stopped")
+    path = write_cassette(tmp_path / "failed.yaml", [
+        exchange(0, _url(LLAMA, True), LLAMA_REQUEST, _chunks({"generation": "Hel"}) + failing, EVENTSTREAM),
+        exchange(1, _url(TITAN, True), TITAN_REQUEST, _chunks({"outputText": "Hel"}) + failing, EVENTSTREAM),
+        exchange(2, _url(MISTRAL, True), MISTRAL_TEXT_REQUEST,
+                 _chunks({"outputs": [{"text": "Hel"}]}) + failing, EVENTSTREAM),
+        exchange(3, _url(COMMAND_R, True), COMMAND_R_REQUEST,
+                 _chunks({"event_type": "text-generation", "text": "Hel"}) + failing, EVENTSTREAM),
+        exchange(4, _url(NOVA, True), NOVA_REQUEST,
+                 _chunks({"contentBlockDelta": {"delta": {"text": "Hel"}}}) + failing, EVENTSTREAM),
+    ])
+    for item in _show(path):
+        assert item["text"] == "Hel" and item["error"] == "The model stopped", item
+    assert "! error: The model stopped" in _cli("show", str(path)).stdout
 
 
 def _cohere_groq(folder, text: str = " now.", city: str = "Rome", groq: str = "Hi"):
