@@ -286,6 +286,19 @@ def test_show_reads_cohere_command_r_streamed_and_not(tmp_path):
     assert _tokens(stream) == (80, 14)
 
 
+def test_command_r_takes_from_the_stream_end_only_what_the_stream_did_not_give(tmp_path):
+    calls = [{"name": "weather", "parameters": {"city": "Oslo"}}]
+    body = _chunks({"event_type": "text-generation", "text": "Looking it up."},
+                   {"event_type": "stream-end", "finish_reason": "COMPLETE",
+                    "response": {"text": "Looking it up.", "tool_calls": calls,
+                                 "meta": {"billed_units": {"input_tokens": 8, "output_tokens": 5}}}})
+    path = write_cassette(tmp_path / "end.yaml", [
+        exchange(0, _url(COMMAND_R, True), COMMAND_R_REQUEST, body, EVENTSTREAM)])
+    item = _show(path)[0]
+    assert item["text"] == "Looking it up." and _calls(item) == [("weather", "", {"city": "Oslo"})]
+    assert _tokens(item) == (8, 5) and item["finish_reason"] == "COMPLETE"
+
+
 def test_usage_in_the_body_wins_over_the_invocation_metrics(tmp_path):
     body = _chunks({"generation": "Hi", "prompt_token_count": 5, "generation_token_count": 1,
                     "stop_reason": "stop"}, metrics=_metrics(500, 100))

@@ -112,9 +112,11 @@ class CohereR:
             if kind == "text-generation":
                 output.text(index, value.get("text"))
             calls = value.get("tool_calls") if kind == "tool-calls-generation" else None
-            if whole and not exchange.text and not output.calls:  # the answer, or the stream's end
-                output.text(index, whole.get("text"))
-                calls = whole.get("tool_calls")
+            if whole:  # the answer, or the stream's end repeating what the stream gave
+                if not exchange.text:
+                    output.text(index, whole.get("text"))
+                if not output.calls:
+                    calls = whole.get("tool_calls")
             for position, call in enumerate(_cohere_calls(calls)):
                 output.call(index, position, call.name, None, call.arguments)
             reason = value.get("finish_reason") or whole.get("finish_reason")
