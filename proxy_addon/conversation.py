@@ -24,7 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 from .cassette import Cassette, Interaction
 from .inspection import is_streamed
-from .readers import anthropic, bedrock, cohere, gemini, openai_chat, openai_responses
+from .readers import anthropic, bedrock, bedrock_invoke, cohere, gemini, openai_chat, openai_responses
+from .readers.bedrock_chat import CohereR, Mistral
+from .readers.bedrock_text import Llama, Titan
 from .readers.events import EVENT_END, json_body, response_events  # noqa: F401  (drift.py)
 from .readers.model import Exchange, Message, Timings, body_text, error_message, preview
 from .readers.model import ToolCall  # noqa: F401  (drift.py)
@@ -36,11 +38,27 @@ ANTHROPIC = "anthropic"
 GEMINI = "gemini"
 BEDROCK_CONVERSE = "bedrock-converse"
 COHERE = "cohere"
+# Bedrock's InvokeModel, one family per body schema (Anthropic's is ANTHROPIC)
+BEDROCK_NOVA = "bedrock-nova"
+BEDROCK_LLAMA = "bedrock-llama"
+BEDROCK_MISTRAL = "bedrock-mistral"
+BEDROCK_TITAN = "bedrock-titan"
+BEDROCK_COHERE = "bedrock-cohere"
 FAMILY_NAMES = {OPENAI_CHAT: "OpenAI chat completions", OPENAI_RESPONSES: "OpenAI Responses",
                 ANTHROPIC: "Anthropic messages", GEMINI: "Gemini generateContent",
-                BEDROCK_CONVERSE: "Bedrock Converse", COHERE: "Cohere chat"}
+                BEDROCK_CONVERSE: "Bedrock Converse", COHERE: "Cohere chat",
+                BEDROCK_NOVA: "Bedrock InvokeModel, Amazon Nova",
+                BEDROCK_LLAMA: "Bedrock InvokeModel, Meta Llama",
+                BEDROCK_MISTRAL: "Bedrock InvokeModel, Mistral AI",
+                BEDROCK_TITAN: "Bedrock InvokeModel, Amazon Titan Text",
+                BEDROCK_COHERE: "Bedrock InvokeModel, Cohere Command R"}
 READERS = {OPENAI_CHAT: openai_chat, OPENAI_RESPONSES: openai_responses, ANTHROPIC: anthropic,
-           GEMINI: gemini, BEDROCK_CONVERSE: bedrock, COHERE: cohere}
+           GEMINI: gemini, BEDROCK_CONVERSE: bedrock, COHERE: cohere,
+           BEDROCK_NOVA: bedrock_invoke.Nova, BEDROCK_LLAMA: Llama, BEDROCK_MISTRAL: Mistral,
+           BEDROCK_TITAN: Titan, BEDROCK_COHERE: CohereR}
+_INVOKE_FAMILIES = {bedrock_invoke.NOVA: BEDROCK_NOVA, bedrock_invoke.LLAMA: BEDROCK_LLAMA,
+                    bedrock_invoke.MISTRAL: BEDROCK_MISTRAL, bedrock_invoke.TITAN: BEDROCK_TITAN,
+                    bedrock_invoke.COHERE_R: BEDROCK_COHERE}
 
 
 def family_of(interaction: Interaction, request: Any, events: list) -> str:
@@ -56,6 +74,9 @@ def family_of(interaction: Interaction, request: Any, events: list) -> str:
         return GEMINI
     if re.search(r"/model/[^/]+/converse(-stream)?$", path):
         return BEDROCK_CONVERSE
+    invoked = bedrock_invoke.schema(path, request, events)  # the model id in the URL, or the bodies
+    if invoked:
+        return _INVOKE_FAMILIES[invoked]
     if path.endswith("/v2/chat"):
         return COHERE
     if isinstance(request, dict) and "anthropic_version" in request:
@@ -75,7 +96,10 @@ def _model_from_path(url: str) -> str:
     path = unquote(urlsplit(url).path)
     if "/models/" in path:  # Gemini, Vertex: models/NAME:generateContent
         return path.split("/models/", 1)[1].split(":", 1)[0].split("/", 1)[0]
-    if "/model/" in path:  # Bedrock: model/ID/invoke, the ID may hold a colon
+    bedrock_call = re.search(r"/model/(.+)/(invoke(-with-response-stream)?|converse(-stream)?)$", path)
+    if bedrock_call:  # Bedrock: model/ID/invoke, the ID may hold a colon, an ARN slashes too
+        return bedrock_call.group(1)
+    if "/model/" in path:
         return path.split("/model/", 1)[1].split("/", 1)[0]
     return ""
 
@@ -106,6 +130,8 @@ def _read_exchange(interaction: Interaction, timing: Timing | None = None) -> Ex
     requested = exchange.model or _model_from_path(interaction.request.url)
     exchange.events = _event_count(interaction, events) if exchange.streamed else 0
     READERS[exchange.family].read_response(events, exchange)
+    if not (exchange.usage.input or exchange.usage.output):  # none in the body: Bedrock's count
+        exchange.usage = bedrock_invoke.invocation_usage(events) or exchange.usage
     exchange.model = requested or exchange.model  # what was asked for; the answer may name a version
     if not exchange.error and interaction.response.code >= 400:
         body = body_text(interaction.response.body)
