@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitmproxy import connection, ctx, http
 
+from .. import display
 from ..credentials import Secrets, scrub_line
 from ..errors import CassetteError
 from ..matchers import normalized_url
@@ -27,8 +29,6 @@ from .store import SidecarStore, Writes
 log = logging.getLogger("vcr-proxy")
 
 CASSETTE_HEADER = "X-Vcr-Cassette"
-RECORDING = "vcr_realtime"  # flow metadata: the SessionRecording
-REPLAYING = "vcr_realtime_replay"  # flow metadata: the Plan
 
 
 def ws_url(flow: http.HTTPFlow) -> str:
@@ -92,6 +92,11 @@ class Realtime:
         self.stores: dict[tuple[Path, bool], SidecarStore] = {}
         self.loaded: dict[Path, Loaded] = {}
         self.player = PlayerServer()
+        # A flow's session being recorded, or the plan it is replayed by. Never in the flow's
+        # metadata: mitmproxy copies that (its printers at flow_detail 2 and up, flow files),
+        # and locks and events cannot be copied.
+        self.recordings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.replaying: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def forget(self, path: Path | None = None) -> None:
         """Start cassette `path` (all, if None) over: a new store, sessions unused again."""
@@ -213,7 +218,7 @@ class Realtime:
             flow.response = flow_error(flow, 404, message)
             return
         self.proxy.control.notify("record")
-        flow.metadata[RECORDING] = SessionRecording(
+        self.recordings[flow] = SessionRecording(
             store, self.writes, url, secrets, ctx.options.vcr_headers,
             on_failed=self.proxy.session.failed.append)
         if ctx.options.vcr_upstream:
@@ -233,7 +238,7 @@ class Realtime:
         proxy.session.replayed_from.append(label)
         if ctx.options.vcr_log_replays:
             log.info(f"replayed WebSocket {url} from {label}")
-        flow.metadata[REPLAYING] = plan
+        self.replaying[flow] = plan
         # Played by the in-process player: a new connection with no `via`, so an upstream proxy
         # (mode=upstream:...) never sees it either.
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.player.port
@@ -242,24 +247,28 @@ class Realtime:
 
     # -- mitmproxy's websocket hooks --
 
-    @staticmethod
-    def start(flow: http.HTTPFlow) -> bool:
+    def start(self, flow: http.HTTPFlow) -> bool:
         """A session began; whether it is one the player answers (not relayed anywhere)."""
-        recording: SessionRecording | None = flow.metadata.get(RECORDING)
+        recording: SessionRecording | None = self.recordings.get(flow)
+        plan: Plan | None = self.replaying.get(flow)
         if recording is not None:
             recording.start(flow)
-        return REPLAYING in flow.metadata
+        # mitmproxy prints each message (flow_detail 3): without every credential the session
+        # carries, the URL's of a replayed one too (its request now names the player).
+        secrets = recording.secrets if recording is not None else plan.secrets if plan is not None else None
+        if secrets is not None:
+            display.share(flow, secrets)
+        return plan is not None
 
-    @staticmethod
-    def message(flow: http.HTTPFlow) -> None:
-        recording: SessionRecording | None = flow.metadata.get(RECORDING)
+    def message(self, flow: http.HTTPFlow) -> None:
+        recording: SessionRecording | None = self.recordings.get(flow)
         if recording is not None and flow.websocket is not None and flow.websocket.messages:
             last = flow.websocket.messages[-1]
             recording.message(last.from_client, last.content, last.is_text, last.timestamp)
 
-    @staticmethod
-    def end(flow: http.HTTPFlow) -> None:
-        recording: SessionRecording | None = flow.metadata.pop(RECORDING, None)
+    def end(self, flow: http.HTTPFlow) -> None:
+        self.replaying.pop(flow, None)
+        recording: SessionRecording | None = self.recordings.pop(flow, None)
         if recording is not None and flow.websocket is not None:
             websocket = flow.websocket
             recording.end(websocket.close_code, websocket.close_reason or "",

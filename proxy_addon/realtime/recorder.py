@@ -19,7 +19,7 @@ log = logging.getLogger("vcr-proxy")
 
 
 class SessionRecording:
-    """One session being recorded (kept in its flow's metadata)."""
+    """One session being recorded (hooks.Realtime keeps it by flow)."""
 
     def __init__(self, store: SidecarStore, writes: Writes, url: str, secrets: Secrets, policy: str,
                  on_failed):
