@@ -82,6 +82,7 @@ class RealtimeUpstream:
             return None
         self.handshakes.append({"path": request.path, "headers": dict(request.headers.raw_items())})
         response = connection.respond(401, json.dumps(REFUSAL) + "\n")
+        del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         response.headers["WWW-Authenticate"] = 'Bearer realm="test"'
         return response

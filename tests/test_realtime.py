@@ -401,3 +401,33 @@ def test_a_symlinked_sidecar_is_refused_and_nothing_is_written_through_it(tmp_pa
     assert "400" in str(refused.value)
     assert "is a symlink" in recorder.output()
     assert outside.read_text() == "keep me\n"
+
+
+# -- a refused handshake --
+
+def refused(proxy: Proxy) -> tuple[int, bytes, str]:
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refusal:
+        connect("wss://api.openai.com/v1/refused", ssl=client_context(proxy), proxy=proxy.url,
+                open_timeout=TIMEOUT, additional_headers={"Authorization": f"Bearer {OPENAI_KEY}"})
+    response = refusal.value.response
+    return response.status_code, response.body, response.headers.get("Content-Type")
+
+
+def test_a_refused_handshake_is_recorded_and_replayed_as_the_same_answer(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    try:
+        recorded = refused(recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    assert recorded[0] == 401 and b"Incorrect API key" in recorded[1]
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert session.refused and session.status == 401 and not session.messages
+    assert "session 0 wss://api.openai.com/v1/refused (refused: 401)" in show(tmp_path / "cassettes" / "default.yaml")
+    replayer = replaying_proxy(tmp_path)
+    try:
+        assert refused(replayer) == recorded
+    finally:
+        replayer.stop()
+    no_secret_on_disk(tmp_path, OPENAI_KEY)

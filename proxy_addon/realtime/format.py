@@ -24,6 +24,9 @@ shown, so `grep '"type":"open"'` lists the sessions.
   the session opened (the 101), in milliseconds; a text message as `text`, a binary one as
   `binary` (standard base64, byte for byte). JSON credential fields, the session's credentials
   wherever they echo, and key shapes are `REDACTED` (text, and binary that holds them as text).
+- a refused handshake (the upstream answered the upgrade with another status, 401 or 403): its
+  `open` line alone, with that `status`, its response headers, and its body as `body` (text)
+  or `body_binary` (base64), scrubbed like a message; it has no messages and no close.
 - `close`: the closing handshake: `code` (null when none was given or the connection dropped),
   `reason`, `by` (`client` or `server`). A session with no close line was cut off (a crash).
 
@@ -94,13 +97,24 @@ class Session:
     response_headers: dict[str, list[str]] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     close: Close | None = None
+    body: str | bytes = ""  # a refused handshake's response body
+
+    @property
+    def refused(self) -> bool:
+        return self.status != 101
 
     def open_line(self) -> str:
-        return _dumps({"type": "open", "session": self.id, "format": FORMAT, "url": self.url,
-                       "at": self.at, "handshake_ms": round(self.handshake_ms, 3),
-                       "subprotocols": self.subprotocols, "protocol": self.protocol,
-                       "request_headers": self.request_headers, "status": self.status,
-                       "response_headers": self.response_headers})
+        data = {"type": "open", "session": self.id, "format": FORMAT, "url": self.url,
+                "at": self.at, "handshake_ms": round(self.handshake_ms, 3),
+                "subprotocols": self.subprotocols, "protocol": self.protocol,
+                "request_headers": self.request_headers, "status": self.status,
+                "response_headers": self.response_headers}
+        if self.refused and self.body:
+            if isinstance(self.body, str):
+                data["body"] = self.body
+            else:
+                data["body_binary"] = base64.b64encode(self.body).decode("ascii")
+        return _dumps(data)
 
     @property
     def client_messages(self) -> list[Message]:
@@ -201,11 +215,18 @@ def parse(text: str | Iterable[str]) -> list[Session]:
                         or not (protocol is None or (isinstance(protocol, str) and _TOKEN.fullmatch(protocol)))):
                     continue
                 status = data.get("status", 101)
+                if isinstance(status, bool) or not isinstance(status, int) or not (
+                        status == 101 or 200 <= status <= 599):
+                    continue
+                body: str | bytes = ""
+                if isinstance(data.get("body"), str):
+                    body = _text(data["body"])
+                elif isinstance(data.get("body_binary"), str):
+                    body = base64.b64decode(data["body_binary"], validate=True)
                 sessions[number] = Session(
                     number, _text(data["url"]), _text(str(data.get("at", ""))), _ms(data.get("handshake_ms", 0)),
                     subprotocols, protocol, _headers(data.get("request_headers", {})),
-                    status if isinstance(status, int) and not isinstance(status, bool) else 101,
-                    _headers(data.get("response_headers", {})))
+                    status, _headers(data.get("response_headers", {})), body=body)
                 continue
             session = sessions.get(number)
             if session is None or session.close is not None:

@@ -29,6 +29,9 @@ from .store import SidecarStore, Writes
 log = logging.getLogger("vcr-proxy")
 
 CASSETTE_HEADER = "X-Vcr-Cassette"
+# A replayed refusal's own: its body is sent whole, as it is.
+_REFUSAL_OWN_HEADERS = frozenset(("content-length", "transfer-encoding", "content-encoding", "connection",
+                                  "upgrade", "x-vcr-proxy"))
 
 
 def ws_url(flow: http.HTTPFlow) -> str:
@@ -238,12 +241,34 @@ class Realtime:
         proxy.session.replayed_from.append(label)
         if ctx.options.vcr_log_replays:
             log.info(f"replayed WebSocket {url} from {label}")
+        if session.refused:  # the upstream refused the upgrade: so does the replay, as it did
+            body = session.body.encode("utf-8") if isinstance(session.body, str) else session.body
+            headers = [(name.encode(), value.encode()) for name, values in session.response_headers.items()
+                       for value in values if name.lower() not in _REFUSAL_OWN_HEADERS]
+            headers.append((b"X-Vcr-Proxy", f"replayed {label}".encode()))
+            flow.response = http.Response.make(session.status, body, headers)
+            return
         self.replaying[flow] = plan
         # Played by the in-process player: a new connection with no `via`, so an upstream proxy
         # (mode=upstream:...) never sees it either.
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.player.port
         request.path = self.player.add(plan)
         flow.server_conn = connection.Server(address=("127.0.0.1", self.player.port))
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """An upgrade's answer: a refusal (not 101) is the whole session, recorded so."""
+        if not self.recordings:  # every HTTP response comes here: most at once
+            return
+        recording: SessionRecording | None = self.recordings.get(flow)
+        if recording is not None and flow.response is not None and flow.response.status_code != 101:
+            del self.recordings[flow]
+            recording.refused(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """An upgrade that got no answer (the upstream unreachable): nothing to record."""
+        if self.recordings or self.replaying:
+            self.recordings.pop(flow, None)
+            self.replaying.pop(flow, None)
 
     # -- mitmproxy's websocket hooks --
 

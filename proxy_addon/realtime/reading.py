@@ -32,6 +32,10 @@ def _audio_bytes(text: str) -> int:
 
 
 def session_lines(session: Session) -> list[str]:
+    if session.refused:
+        body = session.body if isinstance(session.body, str) else f"{len(session.body)} bytes of binary"
+        return [f"session {session.id} {session.url} (refused: {session.status})",
+                f"{INDENT}< {session.status}: {body.strip()}" if body.strip() else f"{INDENT}< {session.status}"]
     client = sum(1 for m in session.messages if m.from_client)
     end = session.close.ms if session.close else (session.messages[-1].ms if session.messages else 0.0)
     lines = [f"session {session.id} {session.url} ({end / 1e3:.3f}s, {len(session.messages)} messages: "
