@@ -161,7 +161,9 @@ def test_openai_realtime_session_recorded_and_replayed_offline(tmp_path, certifi
                            "conversation.item.create", "response.create"]
     deltas = [m for m in session.messages if not m.from_client and "arguments.delta" in m.data]
     assert len(deltas) == 3 and all(b.ms - a.ms >= 45 for a, b in zip(deltas, deltas[1:]))
-    assert '"value":"REDACTED"' in session.messages[0].data.replace(" ", "")
+    # The client may send its session.update before session.created reaches it: found by type.
+    created = next(m for m in session.messages if not m.from_client and "session.created" in m.data)
+    assert '"value":"REDACTED"' in created.data.replace(" ", "")
     shown = show(cassette)
     assert "session 0 wss://api.openai.com/v1/realtime?model=gpt-realtime" in shown
     assert "    > user: What's the weather in Paris?\n" in shown
@@ -431,3 +433,70 @@ def test_a_refused_handshake_is_recorded_and_replayed_as_the_same_answer(tmp_pat
     finally:
         replayer.stop()
     no_secret_on_disk(tmp_path, OPENAI_KEY)
+
+
+# -- reading: show --json, report (in headless Chromium), diff --
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_show_json_report_and_diff_read_sessions(tmp_path, certificate, upstream):
+    import shutil
+    from html.parser import HTMLParser
+
+    recorded = {}
+    for name, text in (("old", "<script>alert(1)</script> hello"), ("new", "good evening")):
+        recorder = recording_proxy(tmp_path / name, certificate, upstream)
+        try:
+            gemini_session(recorder, text)
+        finally:
+            recorder.stop()
+        recorded[name] = tmp_path / name / "cassettes" / "default.yaml"  # no HTTP: no .yaml
+    upstream.stop()
+    old, new = recorded["old"], recorded["new"]
+
+    shown = cli("show", "--json", str(old))
+    assert shown.returncode == 0, shown.stderr
+    (session,) = json.loads(shown.stdout)["sessions"]
+    assert session["url"].endswith("BidiGenerateContent?key=REDACTED") and session["close"]["by"] == "client"
+    talk = [(t["from"], t["kind"], t["text"]) for t in session["conversation"]]
+    assert ("client", "user", "<script>alert(1)</script> hello") in talk
+    assert ("server", "assistant", "You said: <script>alert(1)</script> hello") in talk
+    assert [m["kind"] for m in session["messages"]][:2] == ["setup", "setupComplete"]
+
+    page = tmp_path / "report.html"
+    made = cli("report", str(old), str(new), "-o", str(page))
+    assert made.returncode == 0, made.stderr
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the report test needs Debian's chromium (make test installs it)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+
+    class Dom(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Dom()
+    parsed.feed(dom.stdout)
+    classes = [attrs.get("class", "") for _, attrs in parsed.tags]
+    assert "script" not in [tag for tag, _ in parsed.tags]  # the recorded text stayed text
+    assert classes.count("session") == 2 and classes.count("session-timeline") == 2
+    assert "You said: <script>alert(1)</script> hello" in parsed.text
+    assert "You said: good evening" in parsed.text
+
+    differs = cli("diff", str(old), str(new))
+    assert differs.returncode == 1, differs.stderr
+    lines = differs.stdout.splitlines()
+    assert any(line.startswith("session 0 client message #1 (clientContent): ") for line in lines), lines
+    assert any(line.startswith("session 0 assistant #0: ") and "good evening" in line for line in lines), lines
+    assert cli("diff", str(old), str(old)).returncode == 0
