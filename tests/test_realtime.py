@@ -500,3 +500,67 @@ def test_show_json_report_and_diff_read_sessions(tmp_path, certificate, upstream
     assert any(line.startswith("session 0 client message #1 (clientContent): ") for line in lines), lines
     assert any(line.startswith("session 0 assistant #0: ") and "good evening" in line for line in lines), lines
     assert cli("diff", str(old), str(old)).returncode == 0
+
+
+# -- selecting a cassette: the control endpoint, X-Vcr-Cassette; record mode's fresh start --
+
+CONTROL = "http://vcr-proxy.control/cassette"
+
+
+def sessions_of(tmp_path: Path, name: str) -> list:
+    return sidecar.read(tmp_path / "cassettes" / f"{name}.realtime.jsonl")
+
+
+def test_the_control_endpoint_selects_the_cassette_of_a_session(tmp_path, certificate, upstream):
+    proxy = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with proxy.control() as control:
+            assert control.post(CONTROL, json={"name": "chosen", "mode": "record"}).status_code == 200
+            recorded = audio_session(proxy)
+            upstream.stop()
+            assert control.post(CONTROL, json={"name": "chosen", "mode": "replay"}).status_code == 200
+            assert audio_session(proxy) == recorded  # replayed from the chosen cassette
+            report = control.post("http://vcr-proxy.control/eject").json()
+    finally:
+        proxy.stop()
+    assert len(sessions_of(tmp_path, "chosen")) == 1 and not sessions_of(tmp_path, "default")
+    assert report["misses"] == [] and report["unused_sessions"] == []
+
+
+def test_x_vcr_cassette_selects_the_cassette_of_a_session_and_is_not_forwarded(tmp_path, certificate, upstream):
+    proxy = recording_proxy(tmp_path, certificate, upstream)
+    try:
+        with connect(f"wss://api.openai.com/v1/echo", ssl=client_context(proxy), proxy=proxy.url,
+                     open_timeout=TIMEOUT, additional_headers={"X-Vcr-Cassette": "by-header"}) as websocket:
+            websocket.recv(TIMEOUT)
+            websocket.send("hi")
+            assert websocket.recv(TIMEOUT) == "hi"
+    finally:
+        proxy.stop()
+    assert "X-Vcr-Cassette" not in upstream.handshakes[0]["headers"]
+    (session,) = sessions_of(tmp_path, "by-header")
+    assert [m.data for m in session.client_messages] == ["hi"] and not sessions_of(tmp_path, "default")
+
+
+def test_record_mode_leaves_no_stale_sidecar_and_two_proxies_keep_each_others_sessions(
+        tmp_path, certificate, upstream):
+    first = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    second = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        audio_session(first)
+        audio_session(second)  # the same cassette, at once: joined, not started anew
+        audio_session(first)
+    finally:
+        second.stop()
+        first.stop()
+    assert [s.id for s in sessions_of(tmp_path, "default")] == [0, 1, 2]
+
+    # A test selected again in record mode that no longer opens a WebSocket: no session left.
+    proxy = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with proxy.control() as control:
+            assert control.post(CONTROL, json={"name": "default", "mode": "record"}).status_code == 200
+            control.post("http://vcr-proxy.control/eject")
+    finally:
+        proxy.stop()
+    assert not (tmp_path / "cassettes" / "default.realtime.jsonl").exists()

@@ -110,6 +110,17 @@ class Realtime:
         self.stores.pop((path, True), None)
         self.stores.pop((path, False), None)
         self.loaded.pop(sidecar.sidecar_path(path), None)
+        if self.proxy.mode == "record":
+            # Selected in record mode: the sidecar starts anew now, so that a test that no
+            # longer opens a WebSocket leaves none behind (store.py: not another proxy's).
+            store = self.stores[(path, True)] = SidecarStore(path, fresh=True)
+
+            def start() -> None:
+                try:
+                    store.start_anew()
+                except (CassetteError, OSError) as error:
+                    log.error(f"vcr-proxy: {error}")
+            self.writes.submit(start)
 
     def unused(self, path: Path) -> list[int]:
         """Sessions of cassette `path` not replayed since it was selected."""
@@ -208,9 +219,9 @@ class Realtime:
         store = self.stores.get((path, fresh))
         try:
             if store is None:
-                store = SidecarStore(path, fresh)
+                store = self.stores[(path, fresh)] = SidecarStore(path, fresh)
+            if not store.checked:
                 await asyncio.to_thread(store.check)
-                self.stores[(path, fresh)] = store
         except CassetteError as error:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
