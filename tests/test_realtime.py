@@ -564,3 +564,74 @@ def test_record_mode_leaves_no_stale_sidecar_and_two_proxies_keep_each_others_se
     finally:
         proxy.stop()
     assert not (tmp_path / "cassettes" / "default.realtime.jsonl").exists()
+
+
+# -- Node's `ws` through a proxy agent --
+
+NODE_WS_CLIENT = """
+import WebSocket from "ws";
+import { HttpsProxyAgent } from "https-proxy-agent";
+import { createHash } from "node:crypto";
+
+// ws reads no HTTPS_PROXY itself: the agent does the CONNECT; the CA from NODE_EXTRA_CA_CERTS.
+const agent = new HttpsProxyAgent(process.env.HTTPS_PROXY);
+const socket = new WebSocket("wss://speech.example.com/v1/audio", { agent });
+const frames = [];
+for (let i = 0; i < 5; i++) {
+  const frame = Buffer.alloc(4800);  // 100 ms of 24 kHz PCM16
+  for (let j = 0; j < frame.length; j++) frame[j] = (i * 7 + j * 13) % 256;
+  frames.push(frame);
+}
+const seen = [];
+let sent = 0;
+socket.on("open", () => socket.send(frames[sent++]));
+socket.on("message", (data, isBinary) => {
+  seen.push(isBinary ? "binary " + createHash("sha256").update(data).digest("hex") : "text " + data.toString());
+  if (!isBinary) {
+    if (sent < frames.length) socket.send(frames[sent++]);
+    else socket.send("done");
+  }
+});
+socket.on("close", (code, reason) => {
+  seen.push(`close ${code} ${reason.toString()}`);
+  process.stdout.write(JSON.stringify(seen));
+});
+socket.on("error", (error) => { process.stderr.write(String(error)); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def node_ws_client(tmp_path_factory):
+    """Node with `ws` and `https-proxy-agent`, installed from the npm registry."""
+    folder = tmp_path_factory.mktemp("node_ws_client")
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
+                    "ws@8", "https-proxy-agent@7"], check=True, timeout=300, capture_output=True)
+    script = folder / "client.mjs"
+    script.write_text(NODE_WS_CLIENT)
+    return script
+
+
+def node_audio(script: Path, proxy: Proxy) -> list:
+    env = dict(os.environ, HTTPS_PROXY=proxy.url, NODE_EXTRA_CA_CERTS=str(proxy.ca))
+    result = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_node_ws_through_a_proxy_agent_recorded_and_replayed_offline(tmp_path, certificate, upstream,
+                                                                     node_ws_client):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        recorded = node_audio(node_ws_client, recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    assert len(recorded) == 11 and recorded[-1] == "close 1000 bye"
+    assert recorded[1] == 'text {"ack": 1, "bytes": 4800}'
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert [len(m.data) for m in session.client_messages][:5] == [4800] * 5
+    replayer = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com")
+    try:
+        assert node_audio(node_ws_client, replayer) == recorded
+    finally:
+        replayer.stop()
