@@ -828,10 +828,12 @@ class VcrProxy:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.recorder.response(flow, ctx.options.vcr_headers)
+        self.realtime.response(flow)  # a refused WebSocket upgrade is recorded
         self._after(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorder.error(flow, ctx.options.vcr_headers)
+        self.realtime.error(flow)
         self._after(flow)
 
     def _after(self, flow: http.HTTPFlow) -> None:

@@ -153,12 +153,18 @@ def list_cassettes(folder: str) -> None:
 def show(as_json: bool, raw: bool, cassette: str) -> None:
     """Each interaction of CASSETTE as a transcript: request line, model, the new input
     messages, the assistant's text and tool calls, finish reason, usage and timings."""
-    from .realtime.reading import realtime_lines
+    from .realtime.format import read as read_sessions
+    from .realtime.format import sidecar_path
+    from .realtime.reading import realtime_lines, session_json
     from .transcript import escape_controls, raw_lines, transcript, transcript_json
 
     try:
         # WebSocket sessions, from NAME.realtime.jsonl beside the cassette (realtime/).
         sessions = [] if raw or as_json else realtime_lines(Path(cassette))
+        if as_json and not Path(cassette).exists() and sidecar_path(Path(cassette)).is_file():
+            click.echo(_json_text({"cassette": cassette, "interactions": [], "sessions": [
+                session_json(s) for s in read_sessions(sidecar_path(Path(cassette)))]}))
+            return
         if sessions and not Path(cassette).exists():
             click.echo(escape_controls("\n".join(sessions)))
             return
@@ -168,7 +174,9 @@ def show(as_json: bool, raw: bool, cassette: str) -> None:
         if not raw:
             # The sidecar is read here: one that is a FIFO or a device is an error too.
             if as_json:
-                click.echo(_json_text(transcript_json(Path(cassette), loaded)))
+                document = transcript_json(Path(cassette), loaded)
+                document["sessions"] = [session_json(s) for s in read_sessions(sidecar_path(Path(cassette)))]
+                click.echo(_json_text(document))
             else:
                 click.echo(escape_controls("\n".join(transcript(Path(cassette), loaded)
                                                      + ([""] if sessions else []) + sessions)))
@@ -200,14 +208,21 @@ def _json_text(value) -> str:
 def report(output: str, paths: tuple[str, ...]) -> None:
     """One self-contained HTML page for cassettes (files, or folders searched recursively):
     an index, and each interaction's transcript with its timeline."""
-    from .report import read, render, unreadable
+    from .realtime.format import SUFFIX, sidecar_path
+    from .report import read, render, sessions_only, unreadable
 
     refused = _overwrites_input(Path(output), paths)
     if refused:
         _report([f"{output}: {refused}; choose another -o path (a .html file)"])
         sys.exit(1)
-    files, problems = cassette_files(paths)
-    readings = []
+    # A cassette of realtime sessions alone has a sidecar and no NAME.yaml: reported too.
+    alone = [Path(name) for name in paths if not Path(name).exists()
+             and sidecar_path(Path(name)).is_file()]
+    alone += [side.with_name(side.name[:-len(SUFFIX)] + ".yaml") for name in paths if Path(name).is_dir()
+              for side in sorted(Path(name).rglob("*" + SUFFIX))
+              if not side.with_name(side.name[:-len(SUFFIX)] + ".yaml").exists()]
+    files, problems = cassette_files(tuple(name for name in paths if Path(name) not in alone))
+    readings = [sessions_only(path) for path in alone]
     for path in files:
         try:
             readings.append(read(path, load(path)))
@@ -265,11 +280,14 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
     """
 
     from .drift import REQUESTS, SEVERITY, Change, CassetteDrift, compare, overall
+    from .realtime.diff import compare_sessions
+    from .realtime.format import read as read_sessions
+    from .realtime.format import sidecar_path
     from .transcript import escape_controls
 
     old_path, new_path = Path(old), Path(new)
     for path in (old_path, new_path):
-        if not path.exists():
+        if not path.exists() and not sidecar_path(path).is_file():
             _report([f"{path}: no such file or folder"])
             sys.exit(2)
     if old_path.is_dir() != new_path.is_dir():
@@ -297,8 +315,14 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
             drifts.append(CassetteDrift(name, [Change(REQUESTS, None, "cassette", detail=what)]))
             continue
         try:
-            before, after = load(olds[name]), load(news[name])
-            drifts.append(compare(name, before, after))
+            # A cassette of realtime sessions alone has no NAME.yaml: its sessions still compare.
+            if olds[name].exists() or news[name].exists():
+                drift = compare(name, load(olds[name]), load(news[name]))
+            else:
+                drift = CassetteDrift(name)
+            drift.changes += compare_sessions(read_sessions(sidecar_path(olds[name])),
+                                              read_sessions(sidecar_path(news[name])))
+            drifts.append(drift)
         except CassetteError as error:
             _report([f"{error}"])
             sys.exit(2)

@@ -127,6 +127,7 @@ _SHAPES = {
     "Groq key": r"gsk_[A-Za-z0-9]{40,}",
     "Hugging Face token": r"hf_[A-Za-z0-9]{30,}",
     "JWT": r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    "OpenAI ephemeral key": r"ek_[A-Za-z0-9]{24,}",
 }
 _SHAPE_TEXT = "|".join(f"(?P<s{i}>{pattern})" for i, pattern in enumerate(_SHAPES.values()))
 # Not inside a longer word: `task-...` is no OpenAI key.
@@ -179,6 +180,31 @@ _REMEMBER_FROM = 64 << 10
 _REMEMBERED = _Remembered(32 << 20)
 
 
+# WebSocket clients that cannot set headers (browsers) pass the credential as a subprotocol:
+# after the last dot of `<...key|token|secret|auth...>.<value>` (OpenAI's
+# `openai-insecure-api-key.<key>`), or as the subprotocol after a bare `token`, `bearer`...
+# (Deepgram's `["token", "<key>"]`).
+CREDENTIAL_SUBPROTOCOL = re.compile(
+    r"(?i)^([^.]*(?:key|token|secret|auth|bearer|password)[\w-]*)\.(.+)$")
+_CREDENTIAL_WORDS = frozenset(("token", "bearer", "key", "apikey", "api-key", "api_key", "auth",
+                               "authorization", "access_token", "secret", "password"))
+
+
+def subprotocol_credentials(value: str) -> list[str]:
+    """The credentials among the subprotocols of a Sec-WebSocket-Protocol value."""
+    found, after_word = [], False
+    for protocol in (part.strip() for part in value.split(",")):
+        if not protocol:
+            continue
+        match = CREDENTIAL_SUBPROTOCOL.match(protocol)
+        if match:
+            found.append(match.group(2))
+        elif after_word:
+            found.append(protocol)
+        after_word = protocol.lower() in _CREDENTIAL_WORDS
+    return found
+
+
 class Secrets:
     """Credential values found by name in one exchange, to be replaced wherever they echo."""
 
@@ -207,6 +233,9 @@ class Secrets:
             self.add_cookies(value)
         elif is_credential_header(name):
             self.add(value)
+        elif name.lower() == "sec-websocket-protocol":
+            for credential in subprotocol_credentials(value):
+                self.add(credential)
 
     def add_cookies(self, header_value: str) -> None:
         for pair in header_value.split(";"):

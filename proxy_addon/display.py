@@ -33,6 +33,15 @@ def remember(flow: http.HTTPFlow, secrets: Secrets | None) -> None:
         _secrets[flow] = secrets
 
 
+def share(flow: http.HTTPFlow, secrets: Secrets) -> None:
+    """From now on `flow` is shown without `secrets` too, the very object: what its owner learns
+    later (a WebSocket session's credentials, found message by message) counts as well."""
+    known = _secrets.get(flow)
+    if known is not None and known is not secrets:
+        secrets.values |= known.values
+    _secrets[flow] = secrets
+
+
 def shown(flow):
     """`flow` as a printer may show it: an HTTP flow's scrubbed copy."""
     if not isinstance(flow, http.HTTPFlow):

@@ -1,7 +1,8 @@
 """`vcr-proxy report`: cassettes as one self-contained HTML page.
 
 An index of the cassettes, then each interaction's transcript with its timeline drawn as inline
-SVG. The page loads nothing from anywhere (no scripts, fonts, images or external styles), so it
+SVG, then the cassette's realtime (WebSocket) sessions as conversations with their timelines
+(realtime/html.py). The page loads nothing from anywhere (no scripts, fonts, images or external styles), so it
 opens offline and can be attached to a CI run. Cassette text is untrusted: every piece of it
 goes through `html.escape`.
 """
@@ -13,6 +14,12 @@ from html import escape
 from pathlib import Path
 
 from .cassette import Cassette, Interaction
+from .errors import CassetteError
+from .realtime.format import Session
+from .realtime.format import read as read_sessions
+from .realtime.format import sidecar_path
+from .realtime.html import STYLE as SESSION_STYLE
+from .realtime.html import session_html
 from .conversation import FAMILY_NAMES, Exchange, new_messages, read_cassette
 from .durations import format_duration
 from .inspection import Usage, describe
@@ -30,7 +37,7 @@ article{border:1px solid #ddd;border-radius:6px;padding:.8em 1em;margin:1em 0}
 .assistant pre{background:#f0f7ff;padding:.4em .6em;border-radius:4px}.call code{background:#fff5e6;padding:.1em .3em}
 .error{color:#b00020}details{margin:.3em 0}summary{cursor:pointer;color:#555}
 svg.timeline{display:block;margin:.5em 0;max-width:100%}
-"""
+""" + SESSION_STYLE + "\n"
 
 WIDTH, LEFT, RIGHT = 720, 10, 10
 
@@ -43,6 +50,7 @@ class CassetteReading:
     models: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     problem: str = ""
+    sessions: list[Session] = field(default_factory=list)  # realtime sessions beside it
 
     @property
     def interactions(self) -> list[Interaction]:
@@ -60,12 +68,27 @@ def unreadable(path: Path, problem: str) -> CassetteReading:
     return CassetteReading(Path(path), None, [], problem=problem)
 
 
+def with_sessions(reading: CassetteReading) -> CassetteReading:
+    """`reading` with the realtime sessions recorded beside its cassette (a sidecar that cannot
+    be read is its problem)."""
+    try:
+        reading.sessions = read_sessions(sidecar_path(reading.path))
+    except CassetteError as error:
+        reading.problem = "; ".join(filter(None, (reading.problem, str(error))))
+    return reading
+
+
+def sessions_only(path: Path) -> CassetteReading:
+    """A cassette that holds no HTTP exchange, only realtime sessions (no NAME.yaml)."""
+    return with_sessions(CassetteReading(Path(path), None, []))
+
+
 def read(path: Path, cassette: Cassette) -> CassetteReading:
     try:
         exchanges = read_cassette(path, cassette)
     except Exception as error:  # one bad cassette must not cost the others their report
-        return unreadable(path, f"{path}: cannot read ({type(error).__name__}: {error})")
-    reading = CassetteReading(path, cassette, exchanges)
+        return with_sessions(unreadable(path, f"{path}: cannot read ({type(error).__name__}: {error})"))
+    reading = with_sessions(CassetteReading(path, cassette, exchanges))
     for exchange in exchanges:
         if exchange.model and exchange.model not in reading.models:
             reading.models.append(exchange.model)
@@ -184,13 +207,14 @@ def render(readings: list[CassetteReading], title: str = "vcr-proxy cassette rep
            f"<h1>{escape(title)}</h1>",
            f'<p class="meta">{len(readings)} cassette{"s" if len(readings) != 1 else ""}, {count} interactions, '
            f"{total.input} tokens in, {total.output} tokens out</p>",
-           "<table><thead><tr><th>cassette</th><th>models</th><th>interactions</th><th>tokens in</th>"
+           "<table><thead><tr><th>cassette</th><th>models</th><th>interactions</th><th>sessions</th><th>tokens in</th>"
            "<th>tokens out</th><th>slowest first token</th></tr></thead><tbody>"]
     for number, reading in enumerate(readings):
         slowest = reading.slowest_first_token_ms
         out.append(f'<tr><td><a href="#c{number}">{escape(str(reading.path))}</a></td>'
                    f"<td>{escape(', '.join(reading.models) or '-')}</td>"
                    f'<td class="n">{len(reading.interactions) if reading.cassette else "-"}</td>'
+                   f'<td class="n">{len(reading.sessions)}</td>'
                    f'<td class="n">{reading.usage.input}</td>'
                    f'<td class="n">{reading.usage.output}</td>'
                    f'<td class="n">{escape(milliseconds(slowest)) if slowest is not None else "-"}</td></tr>')
@@ -204,6 +228,8 @@ def render(readings: list[CassetteReading], title: str = "vcr-proxy cassette rep
             out.append(interaction_html(interaction, exchange, previous, f"c{number}-i{interaction.id}"))
             if exchange.family:
                 previous = exchange
+        for session in reading.sessions:
+            out.append(session_html(session, f"c{number}-s{session.id}"))
         out.append("</section>")
     out.append("</body></html>\n")
     return "\n".join(out)

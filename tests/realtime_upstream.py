@@ -9,7 +9,11 @@ with the test certificate), speaking by path:
   `clientContent` turn the model's text in `serverContent` parts, `turnComplete`, usage; as
   binary frames holding JSON, as Google sends them;
 - `/v1/audio`: binary PCM16 frames answered with a binary frame (the frame reversed) and a
-  text acknowledgement.
+  text acknowledgement;
+- `/v1/echo`: every message sent back as it came (text as text, binary as binary), and the
+  handshake's subprotocols offered as a first text message (`{"offered": [...]}`): an upstream
+  that echoes what the client sent, credentials included;
+- `/v1/refused`: the upgrade answered `401` with a JSON error body (no WebSocket).
 
 It keeps what it saw: each handshake's path and headers, every message, for the tests.
 """
@@ -27,6 +31,8 @@ from websockets.asyncio.server import serve
 from .upstream import free_port
 
 EPHEMERAL_SECRET = "ek_68c1f0e2d4a84b6cb1f0deadbeef0123"
+REFUSAL = {"error": {"type": "invalid_request_error", "code": "invalid_api_key",
+                     "message": "Incorrect API key provided."}}
 DELAY = 0.05  # between deltas
 
 
@@ -65,11 +71,21 @@ class RealtimeUpstream:
     async def _main(self) -> None:
         self.stopping = asyncio.Event()
         async with serve(self._handler, "127.0.0.1", self.port, ssl=self.context,
-                         max_size=None, compression=None,
+                         max_size=None, compression=None, process_request=self._refuse,
                          select_subprotocol=lambda connection, offered: "realtime"
                          if "realtime" in offered else None):
             self.ready.set()
             await self.stopping.wait()
+
+    def _refuse(self, connection, request):
+        if request.path.split("?")[0] != "/v1/refused":
+            return None
+        self.handshakes.append({"path": request.path, "headers": dict(request.headers.raw_items())})
+        response = connection.respond(401, json.dumps(REFUSAL) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["WWW-Authenticate"] = 'Bearer realm="test"'
+        return response
 
     async def _handler(self, websocket) -> None:
         request = websocket.request
@@ -81,6 +97,8 @@ class RealtimeUpstream:
             await self._gemini(websocket)
         elif path == "/v1/audio":
             await self._audio(websocket)
+        elif path == "/v1/echo":
+            await self._echo(websocket)
         else:
             await websocket.close(1008, "unknown path")
 
@@ -178,3 +196,15 @@ class RealtimeUpstream:
             elif raw == "done":
                 await websocket.close(1000, "bye")
                 return
+
+    # -- echo --
+
+    async def _echo(self, websocket) -> None:
+        offered = websocket.request.headers.get_all("Sec-WebSocket-Protocol")
+        await websocket.send(json.dumps({"offered": offered}))
+        async for raw in websocket:
+            self.received.append(raw)
+            if raw == "close":
+                await websocket.close(1000, "bye")
+                return
+            await websocket.send(raw)

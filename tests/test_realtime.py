@@ -161,7 +161,9 @@ def test_openai_realtime_session_recorded_and_replayed_offline(tmp_path, certifi
                            "conversation.item.create", "response.create"]
     deltas = [m for m in session.messages if not m.from_client and "arguments.delta" in m.data]
     assert len(deltas) == 3 and all(b.ms - a.ms >= 45 for a, b in zip(deltas, deltas[1:]))
-    assert '"value":"REDACTED"' in session.messages[0].data.replace(" ", "")
+    # The client may send its session.update before session.created reaches it: found by type.
+    created = next(m for m in session.messages if not m.from_client and "session.created" in m.data)
+    assert '"value":"REDACTED"' in created.data.replace(" ", "")
     shown = show(cassette)
     assert "session 0 wss://api.openai.com/v1/realtime?model=gpt-realtime" in shown
     assert "    > user: What's the weather in Paris?\n" in shown
@@ -401,3 +403,235 @@ def test_a_symlinked_sidecar_is_refused_and_nothing_is_written_through_it(tmp_pa
     assert "400" in str(refused.value)
     assert "is a symlink" in recorder.output()
     assert outside.read_text() == "keep me\n"
+
+
+# -- a refused handshake --
+
+def refused(proxy: Proxy) -> tuple[int, bytes, str]:
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refusal:
+        connect("wss://api.openai.com/v1/refused", ssl=client_context(proxy), proxy=proxy.url,
+                open_timeout=TIMEOUT, additional_headers={"Authorization": f"Bearer {OPENAI_KEY}"})
+    response = refusal.value.response
+    return response.status_code, response.body, response.headers.get("Content-Type")
+
+
+def test_a_refused_handshake_is_recorded_and_replayed_as_the_same_answer(tmp_path, certificate, upstream):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    try:
+        recorded = refused(recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    assert recorded[0] == 401 and b"Incorrect API key" in recorded[1]
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert session.refused and session.status == 401 and not session.messages
+    assert "session 0 wss://api.openai.com/v1/refused (refused: 401)" in show(tmp_path / "cassettes" / "default.yaml")
+    replayer = replaying_proxy(tmp_path)
+    try:
+        assert refused(replayer) == recorded
+    finally:
+        replayer.stop()
+    no_secret_on_disk(tmp_path, OPENAI_KEY)
+
+
+# -- reading: show --json, report (in headless Chromium), diff --
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "vcr-proxy"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_show_json_report_and_diff_read_sessions(tmp_path, certificate, upstream):
+    import shutil
+    from html.parser import HTMLParser
+
+    recorded = {}
+    for name, text in (("old", "<script>alert(1)</script> hello"), ("new", "good evening")):
+        recorder = recording_proxy(tmp_path / name, certificate, upstream)
+        try:
+            gemini_session(recorder, text)
+        finally:
+            recorder.stop()
+        recorded[name] = tmp_path / name / "cassettes" / "default.yaml"  # no HTTP: no .yaml
+    upstream.stop()
+    old, new = recorded["old"], recorded["new"]
+
+    shown = cli("show", "--json", str(old))
+    assert shown.returncode == 0, shown.stderr
+    (session,) = json.loads(shown.stdout)["sessions"]
+    assert session["url"].endswith("BidiGenerateContent?key=REDACTED") and session["close"]["by"] == "client"
+    talk = [(t["from"], t["kind"], t["text"]) for t in session["conversation"]]
+    assert ("client", "user", "<script>alert(1)</script> hello") in talk
+    assert ("server", "assistant", "You said: <script>alert(1)</script> hello") in talk
+    assert [m["kind"] for m in session["messages"]][:2] == ["setup", "setupComplete"]
+
+    page = tmp_path / "report.html"
+    made = cli("report", str(old), str(new), "-o", str(page))
+    assert made.returncode == 0, made.stderr
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the report test needs Debian's chromium (make test installs it)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+
+    class Dom(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Dom()
+    parsed.feed(dom.stdout)
+    classes = [attrs.get("class", "") for _, attrs in parsed.tags]
+    assert "script" not in [tag for tag, _ in parsed.tags]  # the recorded text stayed text
+    assert classes.count("session") == 2 and classes.count("session-timeline") == 2
+    assert "You said: <script>alert(1)</script> hello" in parsed.text
+    assert "You said: good evening" in parsed.text
+
+    differs = cli("diff", str(old), str(new))
+    assert differs.returncode == 1, differs.stderr
+    lines = differs.stdout.splitlines()
+    assert any(line.startswith("session 0 client message #1 (clientContent): ") for line in lines), lines
+    assert any(line.startswith("session 0 assistant #0: ") and "good evening" in line for line in lines), lines
+    assert cli("diff", str(old), str(old)).returncode == 0
+
+
+# -- selecting a cassette: the control endpoint, X-Vcr-Cassette; record mode's fresh start --
+
+CONTROL = "http://vcr-proxy.control/cassette"
+
+
+def sessions_of(tmp_path: Path, name: str) -> list:
+    return sidecar.read(tmp_path / "cassettes" / f"{name}.realtime.jsonl")
+
+
+def test_the_control_endpoint_selects_the_cassette_of_a_session(tmp_path, certificate, upstream):
+    proxy = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with proxy.control() as control:
+            assert control.post(CONTROL, json={"name": "chosen", "mode": "record"}).status_code == 200
+            recorded = audio_session(proxy)
+            upstream.stop()
+            assert control.post(CONTROL, json={"name": "chosen", "mode": "replay"}).status_code == 200
+            assert audio_session(proxy) == recorded  # replayed from the chosen cassette
+            report = control.post("http://vcr-proxy.control/eject").json()
+    finally:
+        proxy.stop()
+    assert len(sessions_of(tmp_path, "chosen")) == 1 and not sessions_of(tmp_path, "default")
+    assert report["misses"] == [] and report["unused_sessions"] == []
+
+
+def test_x_vcr_cassette_selects_the_cassette_of_a_session_and_is_not_forwarded(tmp_path, certificate, upstream):
+    proxy = recording_proxy(tmp_path, certificate, upstream)
+    try:
+        with connect(f"wss://api.openai.com/v1/echo", ssl=client_context(proxy), proxy=proxy.url,
+                     open_timeout=TIMEOUT, additional_headers={"X-Vcr-Cassette": "by-header"}) as websocket:
+            websocket.recv(TIMEOUT)
+            websocket.send("hi")
+            assert websocket.recv(TIMEOUT) == "hi"
+    finally:
+        proxy.stop()
+    assert "X-Vcr-Cassette" not in upstream.handshakes[0]["headers"]
+    (session,) = sessions_of(tmp_path, "by-header")
+    assert [m.data for m in session.client_messages] == ["hi"] and not sessions_of(tmp_path, "default")
+
+
+def test_record_mode_leaves_no_stale_sidecar_and_two_proxies_keep_each_others_sessions(
+        tmp_path, certificate, upstream):
+    first = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    second = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        audio_session(first)
+        audio_session(second)  # the same cassette, at once: joined, not started anew
+        audio_session(first)
+    finally:
+        second.stop()
+        first.stop()
+    assert [s.id for s in sessions_of(tmp_path, "default")] == [0, 1, 2]
+
+    # A test selected again in record mode that no longer opens a WebSocket: no session left.
+    proxy = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        with proxy.control() as control:
+            assert control.post(CONTROL, json={"name": "default", "mode": "record"}).status_code == 200
+            control.post("http://vcr-proxy.control/eject")
+    finally:
+        proxy.stop()
+    assert not (tmp_path / "cassettes" / "default.realtime.jsonl").exists()
+
+
+# -- Node's `ws` through a proxy agent --
+
+NODE_WS_CLIENT = """
+import WebSocket from "ws";
+import { HttpsProxyAgent } from "https-proxy-agent";
+import { createHash } from "node:crypto";
+
+// ws reads no HTTPS_PROXY itself: the agent does the CONNECT; the CA from NODE_EXTRA_CA_CERTS.
+const agent = new HttpsProxyAgent(process.env.HTTPS_PROXY);
+const socket = new WebSocket("wss://speech.example.com/v1/audio", { agent });
+const frames = [];
+for (let i = 0; i < 5; i++) {
+  const frame = Buffer.alloc(4800);  // 100 ms of 24 kHz PCM16
+  for (let j = 0; j < frame.length; j++) frame[j] = (i * 7 + j * 13) % 256;
+  frames.push(frame);
+}
+const seen = [];
+let sent = 0;
+socket.on("open", () => socket.send(frames[sent++]));
+socket.on("message", (data, isBinary) => {
+  seen.push(isBinary ? "binary " + createHash("sha256").update(data).digest("hex") : "text " + data.toString());
+  if (!isBinary) {
+    if (sent < frames.length) socket.send(frames[sent++]);
+    else socket.send("done");
+  }
+});
+socket.on("close", (code, reason) => {
+  seen.push(`close ${code} ${reason.toString()}`);
+  process.stdout.write(JSON.stringify(seen));
+});
+socket.on("error", (error) => { process.stderr.write(String(error)); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def node_ws_client(tmp_path_factory):
+    """Node with `ws` and `https-proxy-agent`, installed from the npm registry."""
+    folder = tmp_path_factory.mktemp("node_ws_client")
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
+                    "ws@8", "https-proxy-agent@7"], check=True, timeout=300, capture_output=True)
+    script = folder / "client.mjs"
+    script.write_text(NODE_WS_CLIENT)
+    return script
+
+
+def node_audio(script: Path, proxy: Proxy) -> list:
+    env = dict(os.environ, HTTPS_PROXY=proxy.url, NODE_EXTRA_CA_CERTS=str(proxy.ca))
+    result = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_node_ws_through_a_proxy_agent_recorded_and_replayed_offline(tmp_path, certificate, upstream,
+                                                                     node_ws_client):
+    recorder = recording_proxy(tmp_path, certificate, upstream, vcr_hosts="+speech.example.com")
+    try:
+        recorded = node_audio(node_ws_client, recorder)
+    finally:
+        recorder.stop()
+    upstream.stop()
+    assert len(recorded) == 11 and recorded[-1] == "close 1000 bye"
+    assert recorded[1] == 'text {"ack": 1, "bytes": 4800}'
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert [len(m.data) for m in session.client_messages][:5] == [4800] * 5
+    replayer = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com")
+    try:
+        assert node_audio(node_ws_client, replayer) == recorded
+    finally:
+        replayer.stop()

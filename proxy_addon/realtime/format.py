@@ -24,24 +24,32 @@ shown, so `grep '"type":"open"'` lists the sessions.
   the session opened (the 101), in milliseconds; a text message as `text`, a binary one as
   `binary` (standard base64, byte for byte). JSON credential fields, the session's credentials
   wherever they echo, and key shapes are `REDACTED` (text, and binary that holds them as text).
+- a refused handshake (the upstream answered the upgrade with another status, 401 or 403): its
+  `open` line alone, with that `status`, its response headers, and its body as `body` (text)
+  or `body_binary` (base64), scrubbed like a message; it has no messages and no close.
 - `close`: the closing handshake: `code` (null when none was given or the connection dropped),
   `reason`, `by` (`client` or `server`). A session with no close line was cut off (a crash).
 
 Readers ignore lines of unknown `type`, unknown keys, and lines whose values recording would not
-write; `format` is 1.
+write (text that is not Unicode, headers that are not HTTP's, a close code no endpoint may send,
+`ms` beyond a week); `format` is 1. A sidecar is read where it is, never through a symlink.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import math
 import os
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import read_regular
+from ..errors import CassetteError
+from ..files import open_regular
 
 FORMAT = 1
 SUFFIX = ".realtime.jsonl"
@@ -89,13 +97,24 @@ class Session:
     response_headers: dict[str, list[str]] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     close: Close | None = None
+    body: str | bytes = ""  # a refused handshake's response body
+
+    @property
+    def refused(self) -> bool:
+        return self.status != 101
 
     def open_line(self) -> str:
-        return _dumps({"type": "open", "session": self.id, "format": FORMAT, "url": self.url,
-                       "at": self.at, "handshake_ms": round(self.handshake_ms, 3),
-                       "subprotocols": self.subprotocols, "protocol": self.protocol,
-                       "request_headers": self.request_headers, "status": self.status,
-                       "response_headers": self.response_headers})
+        data = {"type": "open", "session": self.id, "format": FORMAT, "url": self.url,
+                "at": self.at, "handshake_ms": round(self.handshake_ms, 3),
+                "subprotocols": self.subprotocols, "protocol": self.protocol,
+                "request_headers": self.request_headers, "status": self.status,
+                "response_headers": self.response_headers}
+        if self.refused and self.body:
+            if isinstance(self.body, str):
+                data["body"] = self.body
+            else:
+                data["body_binary"] = base64.b64encode(self.body).decode("ascii")
+        return _dumps(data)
 
     @property
     def client_messages(self) -> list[Message]:
@@ -126,6 +145,23 @@ def _ms(value) -> float:
     return value
 
 
+def _text(value) -> str:
+    """A string that can be sent: a lone surrogate (`"\\ud800"` in JSON) cannot be."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    value.encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return value
+
+
+def sendable_close_code(code: int) -> bool:
+    """A close code an endpoint may send (RFC 6455 7.4: not 1004-1006, 1015, 1016-2999)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
 def _id(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(value)
@@ -133,17 +169,38 @@ def _id(value) -> int:
 
 
 def _headers(value) -> dict[str, list[str]]:
+    """Header names that are HTTP tokens, values with no line break nor control character: what
+    the player sends in its handshake cannot be split into other headers."""
     if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+            isinstance(k, str) and _TOKEN.fullmatch(k) and isinstance(v, list)
+            and all(isinstance(i, str) and _FIELD_VALUE.fullmatch(i) for i in v)
             for k, v in value.items()):
         raise ValueError(value)
+    for values in value.values():
+        for item in values:
+            _text(item)
     return value
 
 
-def parse(text: str) -> list[Session]:
-    """The sessions of a sidecar's text, in the order they opened."""
+def _lines(data: bytes) -> Iterator[str]:
+    """The lines of a sidecar's bytes, one at a time (a large file is not held twice), each
+    decoded on its own: a line that is not UTF-8 (recording never writes one) is skipped alone."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = len(data)
+        try:
+            yield data[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        start = end + 1
+
+
+def parse(text: str | Iterable[str]) -> list[Session]:
+    """The sessions of a sidecar's text (or its lines), in the order they opened."""
     sessions: dict[int, Session] = {}
-    for line in text.splitlines():
+    for line in text.splitlines() if isinstance(text, str) else text:
         try:
             data = json.loads(line)
             if not isinstance(data, dict):
@@ -155,14 +212,21 @@ def parse(text: str) -> list[Session]:
                 subprotocols = data.get("subprotocols") or []
                 protocol = data.get("protocol")
                 if (not isinstance(subprotocols, list) or not all(isinstance(s, str) for s in subprotocols)
-                        or not (protocol is None or isinstance(protocol, str))):
+                        or not (protocol is None or (isinstance(protocol, str) and _TOKEN.fullmatch(protocol)))):
                     continue
                 status = data.get("status", 101)
+                if isinstance(status, bool) or not isinstance(status, int) or not (
+                        status == 101 or 200 <= status <= 599):
+                    continue
+                body: str | bytes = ""
+                if isinstance(data.get("body"), str):
+                    body = _text(data["body"])
+                elif isinstance(data.get("body_binary"), str):
+                    body = base64.b64decode(data["body_binary"], validate=True)
                 sessions[number] = Session(
-                    number, data["url"], str(data.get("at", "")), _ms(data.get("handshake_ms", 0)),
+                    number, _text(data["url"]), _text(str(data.get("at", ""))), _ms(data.get("handshake_ms", 0)),
                     subprotocols, protocol, _headers(data.get("request_headers", {})),
-                    status if isinstance(status, int) and not isinstance(status, bool) else 101,
-                    _headers(data.get("response_headers", {})))
+                    status, _headers(data.get("response_headers", {})), body=body)
                 continue
             session = sessions.get(number)
             if session is None or session.close is not None:
@@ -171,7 +235,7 @@ def parse(text: str) -> list[Session]:
                 if data["from"] not in ("client", "server"):
                     continue
                 if isinstance(data.get("text"), str):
-                    payload: str | bytes = data["text"]
+                    payload: str | bytes = _text(data["text"])
                 elif isinstance(data.get("binary"), str):
                     payload = base64.b64decode(data["binary"], validate=True)
                 else:
@@ -180,10 +244,10 @@ def parse(text: str) -> list[Session]:
             elif kind == "close":
                 code = data.get("code")
                 if code is not None and (isinstance(code, bool) or not isinstance(code, int)
-                                         or not 1000 <= code <= 4999):
+                                         or not sendable_close_code(code)):
                     continue
-                reason = data.get("reason") or ""
-                if not isinstance(reason, str) or data.get("by") not in ("client", "server"):
+                reason = _text(data.get("reason") or "")
+                if data.get("by") not in ("client", "server"):
                     continue
                 session.close = Close(_ms(data["ms"]), code, reason, data["by"] == "client")
         except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
@@ -193,11 +257,19 @@ def parse(text: str) -> list[Session]:
 
 def read(path: Path) -> list[Session]:
     """The sessions recorded in the sidecar at `path` ([] if there is none); CassetteError if
-    something other than a regular file is there (a FIFO is refused, never waited on)."""
-    if os.path.isdir(path):
+    something other than a regular file is there (a FIFO is refused, never waited on), or a
+    symlink (recording never writes through one, so what it leads to is no recording)."""
+    if os.path.isdir(path) and not os.path.islink(path):
         return []
     try:
-        data = read_regular(path, advice=ADVICE)
+        descriptor = open_regular(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), advice=ADVICE)
     except FileNotFoundError:
         return []
-    return parse(data.decode("utf-8", "replace"))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CassetteError(path, "is a symlink; vcr-proxy reads a cassette's realtime sessions "
+                                "only from the file beside it: " + ADVICE.split(": ", 1)[1]) from None
+        raise
+    with os.fdopen(descriptor, "rb") as stream:
+        data = stream.read()
+    return parse(_lines(data))

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitmproxy import connection, ctx, http
 
+from .. import display
 from ..credentials import Secrets, scrub_line
 from ..errors import CassetteError
 from ..matchers import normalized_url
@@ -27,8 +29,9 @@ from .store import SidecarStore, Writes
 log = logging.getLogger("vcr-proxy")
 
 CASSETTE_HEADER = "X-Vcr-Cassette"
-RECORDING = "vcr_realtime"  # flow metadata: the SessionRecording
-REPLAYING = "vcr_realtime_replay"  # flow metadata: the Plan
+# A replayed refusal's own: its body is sent whole, as it is.
+_REFUSAL_OWN_HEADERS = frozenset(("content-length", "transfer-encoding", "content-encoding", "connection",
+                                  "upgrade", "x-vcr-proxy"))
 
 
 def ws_url(flow: http.HTTPFlow) -> str:
@@ -92,6 +95,11 @@ class Realtime:
         self.stores: dict[tuple[Path, bool], SidecarStore] = {}
         self.loaded: dict[Path, Loaded] = {}
         self.player = PlayerServer()
+        # A flow's session being recorded, or the plan it is replayed by. Never in the flow's
+        # metadata: mitmproxy copies that (its printers at flow_detail 2 and up, flow files),
+        # and locks and events cannot be copied.
+        self.recordings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.replaying: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def forget(self, path: Path | None = None) -> None:
         """Start cassette `path` (all, if None) over: a new store, sessions unused again."""
@@ -102,6 +110,17 @@ class Realtime:
         self.stores.pop((path, True), None)
         self.stores.pop((path, False), None)
         self.loaded.pop(sidecar.sidecar_path(path), None)
+        if self.proxy.mode == "record":
+            # Selected in record mode: the sidecar starts anew now, so that a test that no
+            # longer opens a WebSocket leaves none behind (store.py: not another proxy's).
+            store = self.stores[(path, True)] = SidecarStore(path, fresh=True)
+
+            def start() -> None:
+                try:
+                    store.start_anew()
+                except (CassetteError, OSError) as error:
+                    log.error(f"vcr-proxy: {error}")
+            self.writes.submit(start)
 
     def unused(self, path: Path) -> list[int]:
         """Sessions of cassette `path` not replayed since it was selected."""
@@ -200,9 +219,9 @@ class Realtime:
         store = self.stores.get((path, fresh))
         try:
             if store is None:
-                store = SidecarStore(path, fresh)
+                store = self.stores[(path, fresh)] = SidecarStore(path, fresh)
+            if not store.checked:
                 await asyncio.to_thread(store.check)
-                self.stores[(path, fresh)] = store
         except CassetteError as error:
             log.error(f"vcr-proxy: {error}")
             flow.response = error_response(400, f"vcr-proxy: {error}")
@@ -213,7 +232,7 @@ class Realtime:
             flow.response = flow_error(flow, 404, message)
             return
         self.proxy.control.notify("record")
-        flow.metadata[RECORDING] = SessionRecording(
+        self.recordings[flow] = SessionRecording(
             store, self.writes, url, secrets, ctx.options.vcr_headers,
             on_failed=self.proxy.session.failed.append)
         if ctx.options.vcr_upstream:
@@ -233,33 +252,59 @@ class Realtime:
         proxy.session.replayed_from.append(label)
         if ctx.options.vcr_log_replays:
             log.info(f"replayed WebSocket {url} from {label}")
-        flow.metadata[REPLAYING] = plan
+        if session.refused:  # the upstream refused the upgrade: so does the replay, as it did
+            body = session.body.encode("utf-8") if isinstance(session.body, str) else session.body
+            headers = [(name.encode(), value.encode()) for name, values in session.response_headers.items()
+                       for value in values if name.lower() not in _REFUSAL_OWN_HEADERS]
+            headers.append((b"X-Vcr-Proxy", f"replayed {label}".encode()))
+            flow.response = http.Response.make(session.status, body, headers)
+            return
+        self.replaying[flow] = plan
         # Played by the in-process player: a new connection with no `via`, so an upstream proxy
         # (mode=upstream:...) never sees it either.
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.player.port
         request.path = self.player.add(plan)
         flow.server_conn = connection.Server(address=("127.0.0.1", self.player.port))
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        """An upgrade's answer: a refusal (not 101) is the whole session, recorded so."""
+        if not self.recordings:  # every HTTP response comes here: most at once
+            return
+        recording: SessionRecording | None = self.recordings.get(flow)
+        if recording is not None and flow.response is not None and flow.response.status_code != 101:
+            del self.recordings[flow]
+            recording.refused(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """An upgrade that got no answer (the upstream unreachable): nothing to record."""
+        if self.recordings or self.replaying:
+            self.recordings.pop(flow, None)
+            self.replaying.pop(flow, None)
+
     # -- mitmproxy's websocket hooks --
 
-    @staticmethod
-    def start(flow: http.HTTPFlow) -> bool:
+    def start(self, flow: http.HTTPFlow) -> bool:
         """A session began; whether it is one the player answers (not relayed anywhere)."""
-        recording: SessionRecording | None = flow.metadata.get(RECORDING)
+        recording: SessionRecording | None = self.recordings.get(flow)
+        plan: Plan | None = self.replaying.get(flow)
         if recording is not None:
             recording.start(flow)
-        return REPLAYING in flow.metadata
+        # mitmproxy prints each message (flow_detail 3): without every credential the session
+        # carries, the URL's of a replayed one too (its request now names the player).
+        secrets = recording.secrets if recording is not None else plan.secrets if plan is not None else None
+        if secrets is not None:
+            display.share(flow, secrets)
+        return plan is not None
 
-    @staticmethod
-    def message(flow: http.HTTPFlow) -> None:
-        recording: SessionRecording | None = flow.metadata.get(RECORDING)
+    def message(self, flow: http.HTTPFlow) -> None:
+        recording: SessionRecording | None = self.recordings.get(flow)
         if recording is not None and flow.websocket is not None and flow.websocket.messages:
             last = flow.websocket.messages[-1]
             recording.message(last.from_client, last.content, last.is_text, last.timestamp)
 
-    @staticmethod
-    def end(flow: http.HTTPFlow) -> None:
-        recording: SessionRecording | None = flow.metadata.pop(RECORDING, None)
+    def end(self, flow: http.HTTPFlow) -> None:
+        self.replaying.pop(flow, None)
+        recording: SessionRecording | None = self.recordings.pop(flow, None)
         if recording is not None and flow.websocket is not None:
             websocket = flow.websocket
             recording.end(websocket.close_code, websocket.close_reason or "",

@@ -10,6 +10,11 @@ and sent, in recorded order, that long after its anchor arrived (`vcr_timing=eve
 by `vcr_speed`; at once otherwise). A client message that does not match gets an error in the
 provider's shape, OpenAI's `{"type": "error", ...}` event where the protocol has one, then a
 close with 1008 (policy violation) and a reason: the session ends, never hangs.
+
+A sidecar is data, perhaps hostile: no paced wait is longer than PACE_LIMIT (a line claiming
+days plays after a minute), the handshake never repeats the headers the WebSocket protocol
+sets itself, and whatever goes wrong while playing closes the session with 1011 (internal
+error) and a logged reason, never a silent stop that leaves the client waiting.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ log = logging.getLogger("vcr-proxy")
 PLAYER_PATH = "/__vcr-proxy-realtime__/"
 HEAD_TIMEOUT = 10.0
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+PACE_LIMIT = 60.0  # seconds: the longest wait between a message and the one it follows
+# Set by the WebSocket handshake itself (wsproto), or by the connection: never from a recording.
+_OWN_HEADERS = frozenset(("content-length", "date", "transfer-encoding", "connection", "upgrade",
+                          "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions",
+                          "sec-websocket-version", "sec-websocket-key", "x-vcr-proxy"))
 
 
 @dataclass
@@ -129,12 +140,12 @@ class Playback:
     async def run(self) -> None:
         plan, session = self.plan, self.plan.session
         if plan.timing in ("duration", "events"):
-            delay = plan.started + session.handshake_ms / 1e3 / plan.speed - time.time()
+            delay = plan.started + min(session.handshake_ms / 1e3, PACE_LIMIT) / plan.speed - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
         protocol = session.protocol if session.protocol in self.request.subprotocols else None
         extra = [(name.encode(), value.encode()) for name, values in session.response_headers.items()
-                 for value in values if name.lower() not in ("content-length", "date")]
+                 for value in values if name.lower() not in _OWN_HEADERS]
         extra.append((b"X-Vcr-Proxy", f"replayed {plan.label}".encode()))
         self._send(AcceptConnection(subprotocol=protocol, extra_headers=extra))
         await self.writer.drain()
@@ -153,30 +164,51 @@ class Playback:
             await self._play_server_messages()
         except (ConnectionError, LocalProtocolError):
             pass  # the client went away, or closed first
+        except Exception as error:  # a recording that cannot be played: said, and closed
+            message = f"vcr-proxy: WebSocket {self.plan.url}: cannot play {self.plan.label}: {error!r}"
+            log.error(message)
+            if not self.closed:
+                self.closed = True
+                try:
+                    self._send(CloseConnection(INTERNAL_ERROR, truncate_reason(message)))
+                    await self.writer.drain()
+                except (ConnectionError, LocalProtocolError):
+                    pass
+            self.writer.close()
 
     async def _play_server_messages(self) -> None:
         plan, session = self.plan, self.plan.session
         paced = plan.timing == "events"
-        anchor, anchor_ms = -1, 0.0
+        anchor = -1
+        last_ms, offset = 0.0, 0.0  # the recorded time of the last message; its paced offset
+
+        def paced_offset(ms: float) -> float:
+            """`ms` as an offset from the anchor, no gap from the message before longer than
+            PACE_LIMIT (and none negative: times out of order play at once)."""
+            nonlocal last_ms, offset
+            offset += min(max(0.0, ms - last_ms), PACE_LIMIT * 1e3)
+            last_ms = max(last_ms, ms)
+            return offset
+
         for message in session.messages:
             if message.from_client:
-                anchor, anchor_ms = anchor + 1, message.ms
+                anchor, last_ms, offset = anchor + 1, message.ms, 0.0
                 continue
-            await self._wait_for(anchor, message.ms - anchor_ms, paced)
+            await self._wait_for(anchor, paced_offset(message.ms), paced)
             if self.closed:
                 return
             self._send(TextMessage(message.data) if message.is_text else BytesMessage(message.data))
             await self.writer.drain()
         close = session.close
         if close is not None and not close.by_client:
-            await self._wait_for(anchor, close.ms - anchor_ms, paced)
+            await self._wait_for(anchor, paced_offset(close.ms), paced)
             if self.closed:
                 return
             if close.code is None:
                 self.writer.close()  # the upstream dropped the connection: so does the replay
             else:
                 self.closed = True
-                self._send(CloseConnection(close.code, close.reason))
+                self._send(CloseConnection(close.code, truncate_reason(close.reason)))
                 await self.writer.drain()
 
     async def _wait_for(self, anchor: int, offset_ms: float, paced: bool) -> None:
@@ -185,7 +217,7 @@ class Playback:
         if not paced:
             return
         base = self.arrival[anchor] if anchor >= 0 else self.start
-        delay = base + max(0.0, offset_ms) / 1e3 / self.plan.speed - time.monotonic()
+        delay = base + offset_ms / 1e3 / self.plan.speed - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -19,7 +19,7 @@ log = logging.getLogger("vcr-proxy")
 
 
 class SessionRecording:
-    """One session being recorded (kept in its flow's metadata)."""
+    """One session being recorded (hooks.Realtime keeps it by flow)."""
 
     def __init__(self, store: SidecarStore, writes: Writes, url: str, secrets: Secrets, policy: str,
                  on_failed):
@@ -53,6 +53,38 @@ class SessionRecording:
             return session.open_line()
 
         self._write(self._open, make_line)
+
+    def refused(self, flow: http.HTTPFlow) -> None:
+        """The upstream answered the upgrade with another status (401, 403...): the handshake
+        is the whole session, recorded as its open line alone."""
+        request, response = flow.request, flow.response
+        body = response.get_content(strict=False) or b""
+        try:
+            data: str | bytes = body.decode("utf-8")
+        except UnicodeDecodeError:
+            data = body
+        session = Session(
+            id=0, url=self.url,
+            at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            handshake_ms=max(0.0, ((response.timestamp_start or time.time()) - request.timestamp_start) * 1e3),
+            subprotocols=scrub.subprotocols(scrub.subprotocol_list(request.headers.get_all("sec-websocket-protocol")),
+                                            self.secrets),
+            request_headers=scrub.headers(request.headers.items(multi=True), self.policy, self.secrets),
+            status=response.status_code,
+            response_headers=scrub.headers(response.headers.items(multi=True), self.policy, self.secrets,
+                                           response=True),
+            body=scrub.message(data, self.secrets))
+
+        def make_line(number: int) -> str:
+            session.id = number
+            return session.open_line()
+
+        def write() -> None:
+            self._open(make_line)
+            self.store.sync()
+            log.info(f"recorded WebSocket {self.url}: refused with {session.status} -> "
+                     f"{self.store.path}#session {self.id}")
+        self._write(write)
 
     def _open(self, make_line) -> None:
         self.id = self.store.open_session(make_line)

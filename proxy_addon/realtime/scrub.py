@@ -7,18 +7,15 @@ shapes. Scrubbing the incoming side the same way lets a scrubbed recording match
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from .. import filters
-from ..credentials import MARKER, Scrubber, Secrets
+from ..credentials import CREDENTIAL_SUBPROTOCOL, MARKER, Scrubber, Secrets
 
 # Hop-by-hop and per-connection WebSocket headers: nothing a replay needs, noise in a recording.
 _HANDSHAKE_HEADERS = frozenset(("sec-websocket-key", "sec-websocket-accept", "sec-websocket-version",
                                 "sec-websocket-extensions", "sec-websocket-protocol", "upgrade",
                                 "connection"))
-# A subprotocol that carries a credential after its last dot: `<...key|token|secret|auth>.<value>`.
-_CREDENTIAL_SUBPROTOCOL = re.compile(r"(?i)^(.*(?:key|token|secret|auth|bearer|password)[\w-]*)\.(.+)$")
 
 
 def subprotocol_list(values: Iterable[str]) -> list[str]:
@@ -30,11 +27,13 @@ def collect(secrets: Secrets, url: str, headers: Iterable[tuple[str, str]]) -> S
     parameters."""
     headers = list(headers)
     for name, value in headers:
-        secrets.add_header(name, value)
-    for protocol in subprotocol_list(v for n, v in headers if n.lower() == "sec-websocket-protocol"):
-        found = _CREDENTIAL_SUBPROTOCOL.match(protocol)
-        if found:
-            secrets.add(found.group(2))
+        if name.lower() != "sec-websocket-protocol":
+            secrets.add_header(name, value)
+    # All offered at once, however many header lines carry them (`token` on one, the key on
+    # the next is still a key): credentials.subprotocol_credentials.
+    offered = ", ".join(subprotocol_list(v for n, v in headers if n.lower() == "sec-websocket-protocol"))
+    if offered:
+        secrets.add_header("Sec-WebSocket-Protocol", offered)
     Scrubber(secrets).url(url)
     return secrets
 
@@ -43,7 +42,7 @@ def subprotocols(values: list[str], secrets: Secrets) -> list[str]:
     scrubber = Scrubber(secrets)
     shown = []
     for protocol in values:
-        found = _CREDENTIAL_SUBPROTOCOL.match(protocol)
+        found = CREDENTIAL_SUBPROTOCOL.match(protocol)
         if found:
             protocol = f"{found.group(1)}.{MARKER}"
         shown.append(scrubber.text(protocol, "subprotocol"))

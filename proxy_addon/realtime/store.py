@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import CassetteError
-from ..persisters.filesystem import open_side_file, refuse_odd_file, write_atomic
+from ..persisters.filesystem import _pid_alive, open_side_file, refuse_odd_file
 from .format import sidecar_path
 
 log = logging.getLogger("vcr-proxy")
@@ -27,20 +27,60 @@ _OPEN_PREFIX = b'{"type":"open","session":'
 
 
 class SidecarStore:
-    """One cassette's realtime sidecar. `fresh`: the first session this store opens starts the
-    file anew (record mode, once per selection, like the cassette)."""
+    """One cassette's realtime sidecar. `fresh`: the file starts anew (record mode) once per
+    selection, at the selection or before this store's first session, whichever comes first.
+
+    Several proxies may record one cassette at once (pytest-xdist workers): a fresh start is
+    skipped when another process that is still running started the file anew (its pid is in
+    `.NAME.realtime.started`), so that no proxy wipes another's sessions; each session takes
+    the next free id under the lock."""
 
     def __init__(self, cassette: Path, fresh: bool):
         self.cassette = Path(cassette)
         self.path = sidecar_path(self.cassette)
         self.lockfile = self.cassette.with_name(f".{self.cassette.name}.lock")
+        self.startfile = self.cassette.with_name(f".{self.cassette.stem}.realtime.started")
         self.fresh = fresh
+        self.checked = False
         self.lock = threading.Lock()
 
     def check(self) -> None:
         """CassetteError now if the sidecar or the lock is a symlink, a FIFO, a device..."""
         refuse_odd_file(self.path, self.cassette)
         refuse_odd_file(self.lockfile, self.cassette)
+        refuse_odd_file(self.startfile, self.cassette)
+        self.checked = True
+
+    def start_anew(self) -> bool:
+        """The fresh start, now (a selection in record mode): the sidecar removed, unless
+        another running process started it anew. Whether it was removed."""
+        with self.lock, self._locked():
+            return self._start_anew()
+
+    def _start_anew(self) -> bool:
+        self.fresh = False
+        refuse_odd_file(self.startfile, self.cassette)
+        try:
+            descriptor = open_side_file(self.startfile, os.O_RDWR | os.O_CREAT, self.cassette)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                started = int(os.pread(descriptor, 32, 0).split()[0])
+            except (ValueError, IndexError):
+                started = None
+            if started is not None and started != os.getpid() and _pid_alive(started):
+                return False  # another proxy's recording under way: joined, not wiped
+            refuse_odd_file(self.path, self.cassette)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            return True
+        finally:
+            os.close(descriptor)
 
     def _locked(self):
         store = self
@@ -78,10 +118,7 @@ class SidecarStore:
         """Write a session's open line (`make_line(id)`), with the next free session id; the id."""
         with self.lock, self._locked():
             if self.fresh:
-                self.fresh = False
-                refuse_odd_file(self.path, self.cassette)
-                write_atomic(self.path, (make_line(0) + "\n").encode("utf-8"))
-                return 0
+                self._start_anew()
             number = self._next_id()
             self._append([make_line(number)])
             return number
