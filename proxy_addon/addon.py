@@ -603,12 +603,26 @@ class VcrProxy:
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
             return None
+        if len(flow.request.raw_content or b"") >= OFF_LOOP_BODY:
+            return self._route_large(flow)
         try:
             result = self._route(flow)
         except Exception as error:
             self._internal_error(flow, error)
             return None
         return None if result is None else self._guarded(flow, result)
+
+    async def _route_large(self, flow: http.HTTPFlow) -> None:
+        # Decoding and scrubbing a large body take time (RE2 lets other threads run while it
+        # scans): done in a thread, so that every other client is answered meanwhile.
+        await asyncio.to_thread(prepare_request_view, flow)
+        try:
+            result = self._route(flow)
+        except Exception as error:
+            self._internal_error(flow, error)
+            return
+        if result is not None:
+            await self._guarded(flow, result)
 
     def _route(self, flow: http.HTTPFlow):
         request = flow.request
@@ -757,7 +771,21 @@ class VcrProxy:
         matcher = self.session.matcher or self.matcher  # a selection may bring its own rules
         incoming = incoming_request(request_view(flow), ctx.options.vcr_headers
                                     if "headers" in matcher.rules.parts else None)
+        if len(incoming.body) >= OFF_LOOP_BODY:
+            return self._replay_large(flow, replay, mode, matcher, incoming, fault)
         interaction, matched = replay.find(matcher, incoming)
+        return self._replayed(flow, replay, mode, matcher, incoming, fault, interaction, matched)
+
+    async def _replay_large(self, flow, replay, mode, matcher, incoming, fault) -> None:
+        # Comparing a large body (and naming the nearest recording on a miss) in a thread: the
+        # loop goes on answering every other client meanwhile.
+        interaction, matched = await asyncio.to_thread(replay.find, matcher, incoming)
+        if interaction is None and mode != "new-episodes" and not matched and replay.cassette:
+            await asyncio.to_thread(matcher.nearest, replay.cassette.interactions, incoming)
+        await self._finish(self._replayed(flow, replay, mode, matcher, incoming, fault,
+                                          interaction, matched))
+
+    def _replayed(self, flow, replay, mode, matcher, incoming, fault, interaction, matched):
         if interaction is not None:
             self.session.replayed.append(interaction.id)
             self.session.replayed_from.append(f"{replay.path}#{interaction.id}")
@@ -840,12 +868,28 @@ class VcrProxy:
         if self.flows_shown:
             display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
+        flow.metadata.pop("vcr_view_error", None)
+
+
+OFF_LOOP_BODY = 1 << 20  # request bodies this large are decoded and scrubbed off the event loop
+
+
+def prepare_request_view(flow: http.HTTPFlow) -> None:
+    """request_view(flow) made ahead, in a thread; what it raises is raised when asked for."""
+    try:
+        request_view(flow)
+    except DecodeError as error:
+        flow.metadata["vcr_view_error"] = error
+    except Exception:  # raised again, where it is handled, when _route asks for the view
+        pass
 
 
 def request_view(flow: http.HTTPFlow) -> RequestView:
     """The flow's request as everything but the upstream sees it (request_view.py), made once."""
     view = flow.metadata.get("vcr_view")
     if view is None:
+        if "vcr_view_error" in flow.metadata:
+            raise flow.metadata["vcr_view_error"]
         request = flow.request
         view = view_request(request.method, request.pretty_url, request.headers.items(multi=True),
                             request.raw_content or b"", ctx.options.vcr_max_body,

@@ -374,7 +374,17 @@ class Matcher:
         """The recorded interaction closest to `request`, and what differs. Within a budget: all
         are ranked by what is cheap to compare (method, URL, how much of the body's start and
         end they share, its length), and only the best NEAREST_BUDGET are compared in full, so
-        that a miss costs much the same against 50,000 recordings as against 50."""
+        that a miss costs much the same against 50,000 recordings as against 50. Found once
+        per request (the proxy may look for it off its event loop first)."""
+        known = request.compared.get(("nearest", self.rules))
+        if known is not None and known[0] is interactions:
+            return known[1]
+        found = self._nearest(interactions, request)
+        request.compared[("nearest", self.rules)] = (interactions, found)
+        return found
+
+    def _nearest(self, interactions: list[Interaction], request: IncomingRequest
+                 ) -> tuple[Interaction, list[str]] | None:
         if len(interactions) > NEAREST_BUDGET:
             method, url = request.method.upper(), normalized_url(request.url)
             sent = self._sent_text(request)

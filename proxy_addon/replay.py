@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class ReplayCassette:
         self.cassette: Cassette | None = None
         self.timings: dict[int, Timing] = {}
         self.used: set[int] = set()  # ids already replayed
+        self.finding = threading.Lock()
         self.index: dict | None = None
         self.indexed_by: Matcher | None = None
         self.stamp: tuple | None = None
@@ -85,11 +87,14 @@ class ReplayCassette:
         self.used &= {i.id for i in cassette.interactions}
 
     def find(self, matcher: Matcher, request: IncomingRequest) -> tuple[Interaction | None, int]:
-        if self.cassette is None:
-            return None, 0
-        if self.index is None or self.indexed_by is not matcher:
-            self.index, self.indexed_by = matcher.index(self.cassette.interactions), matcher
-        return matcher.find(self.index, self.used, request)
+        # A large request is matched in a thread, the others on the event loop: one at a time,
+        # so that no recording is served twice.
+        with self.finding:
+            if self.cassette is None:
+                return None, 0
+            if self.index is None or self.indexed_by is not matcher:
+                self.index, self.indexed_by = matcher.index(self.cassette.interactions), matcher
+            return matcher.find(self.index, self.used, request)
 
     def timing_for(self, interaction: Interaction) -> Timing | None:
         timing = self.timings.get(interaction.id)

@@ -253,12 +253,13 @@ class Upstream:
             return
         if scope["type"] != "http":
             return
-        body = b""
+        pieces = []  # joined once: a body of hundreds of MB arrives in many pieces
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            pieces.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
+        body = b"".join(pieces)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]
         self.requests.append({"path": path, "query": scope["query_string"].decode(),
