@@ -24,6 +24,7 @@ from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import body_limit, display, filters  # noqa: E402
+from proxy_addon.background import read_off_loop  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
@@ -615,7 +616,7 @@ class VcrProxy:
     async def _route_large(self, flow: http.HTTPFlow) -> None:
         # Decoding and scrubbing a large body take time (RE2 lets other threads run while it
         # scans): done in a thread, so that every other client is answered meanwhile.
-        await asyncio.to_thread(prepare_request_view, flow)
+        await read_off_loop(prepare_request_view, flow)
         try:
             result = self._route(flow)
         except Exception as error:
@@ -739,7 +740,7 @@ class VcrProxy:
         # here, it was recorded over.
         try:
             replay = self.replays.setdefault(path, ReplayCassette(path))
-            await asyncio.to_thread(replay.refresh)
+            await read_off_loop(replay.refresh)
         except Exception:  # the first request reads it again, and answers what went wrong
             log.debug(f"vcr-proxy: reading {path} ahead failed", exc_info=True)
 
@@ -751,7 +752,7 @@ class VcrProxy:
     async def _decide(self, flow: http.HTTPFlow, path: Path) -> None:
         await self.read_ahead_done(path)
         if path not in self.decisions:
-            exists = await asyncio.to_thread(path.exists)
+            exists = await read_off_loop(path.exists)
             self.decisions[path] = "replay" if exists else "record"
         await self._finish(self._dispatch(flow, path, self.decisions[path]))
 
@@ -761,7 +762,7 @@ class VcrProxy:
         if replay is None:
             replay = self.replays[path] = ReplayCassette(path)
         if replay.needs_refresh():
-            await asyncio.to_thread(replay.refresh)
+            await read_off_loop(replay.refresh)
         await self._finish(self._replay(flow, replay, mode))
 
     def _replay(self, flow: http.HTTPFlow, replay: ReplayCassette, mode: str):
@@ -779,9 +780,9 @@ class VcrProxy:
     async def _replay_large(self, flow, replay, mode, matcher, incoming, fault) -> None:
         # Comparing a large body (and naming the nearest recording on a miss) in a thread: the
         # loop goes on answering every other client meanwhile.
-        interaction, matched = await asyncio.to_thread(replay.find, matcher, incoming)
+        interaction, matched = await read_off_loop(replay.find, matcher, incoming)
         if interaction is None and mode != "new-episodes" and not matched and replay.cassette:
-            await asyncio.to_thread(matcher.nearest, replay.cassette.interactions, incoming)
+            await read_off_loop(matcher.nearest, replay.cassette.interactions, incoming)
         await self._finish(self._replayed(flow, replay, mode, matcher, incoming, fault,
                                           interaction, matched))
 

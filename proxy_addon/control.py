@@ -30,6 +30,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .background import read_off_loop
 from .control_token import TOKEN_VARIABLE, token_matches
 from .routing import CONTROL_HOST  # noqa: F401  (where test runners send these)
 
@@ -339,10 +340,10 @@ class ControlEndpoint:
             return []
         replay = proxy.replays.get(path)
         if replay is None:
-            if not await asyncio.to_thread(path.exists):
+            if not await read_off_loop(path.exists):
                 return []
             replay = proxy.replays[path] = ReplayCassette(path)
-            await asyncio.to_thread(replay.refresh)
+            await read_off_loop(replay.refresh)
         if replay.cassette is None:
             return []
         return [i.id for i in replay.cassette.interactions if i.id not in replay.used]

@@ -6,8 +6,10 @@ client is answered meanwhile."""
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
@@ -109,3 +111,40 @@ def test_a_body_within_the_limit_to_a_passthrough_host_is_not_refused(tmp_path, 
         assert response.status_code == 200
     finally:
         proxy.stop()
+
+
+def write_large_cassette(path, count: int) -> None:
+    """`count` distinct chat interactions: a cassette that takes many seconds to load."""
+    from proxy_addon.cassette import Cassette, Interaction, Request, Response
+
+    interactions = [Interaction(
+        id=n, request=Request(url=URL, method="POST", headers={"Content-Type": ["application/json"]},
+                              body=f'{{"model": "m", "messages": [{{"role": "user", "content": "question {n}"}}]}}'),
+        response=Response(body=f'{{"id": "gen-{n}", "choices": [{{"message": {{"content": "answer {n}"}}}}]}}',
+                          code=200, status="200 OK", headers={"Content-Type": ["application/json"]}))
+        for n in range(count)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(Cassette(interactions=interactions).dumps())
+
+
+def test_sigterm_stops_the_proxy_while_a_large_cassette_loads(tmp_path):
+    # Loading 50,000 interactions takes far longer than the wait below (16 s here): the proxy
+    # must not wait for the load to finish before it stops.
+    write_large_cassette(tmp_path / "proxy" / "cassettes" / "default.yaml", 50_000)
+    proxy = Proxy(tmp_path / "proxy", launcher=True, vcr_mode="replay").start()
+    answered: list[str] = []
+
+    def ask():
+        try:
+            with proxy.client(timeout=120) as client:
+                answered.append(str(client.post(URL, content=b"{}").status_code))
+        except Exception as error:  # the proxy stopped under it: expected
+            answered.append(type(error).__name__)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(2)  # the request is in, the cassette loading
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(timeout=10) == 0, proxy.output()[-2000:]
+    asker.join(30)
+    assert answered and answered[0] != "200"
