@@ -72,7 +72,12 @@ class BedrockUpstream(Upstream):
             self.requests.append({"path": path, "query": scope["query_string"].decode(),
                                   "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
                                   "body": body, "http_version": scope["http_version"]})
-            if path.endswith("/converse"):
+            if b"Be invalid" in body:  # Bedrock's error: its type in a header, the message in the body
+                await self._json(send, 400, {"message": "Malformed input request: #: extraneous key"},
+                                 extra=[(b"x-amzn-errortype", b"ValidationException:http://internal.amazon.com/"
+                                         b"coral/com.amazon.bedrock/"),
+                                        (b"x-amzn-requestid", b"8a7c2f0e-0000-4000-8000-000000000001")])
+            elif path.endswith("/converse"):
                 await self._json(send, 200, CONVERSE_ANSWER)
             elif path.endswith("/invoke"):
                 await self._json(send, 200, {
@@ -343,3 +348,31 @@ def test_check_and_redact_find_a_credential_in_a_percent_encoded_nested_query(tm
     assert redacted.returncode == 0, redacted.stderr
     assert NESTED_KEY[:8] not in path.read_text()
     assert _cli("check", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize("call", ["converse", "invoke_model", "invoke_model_with_response_stream"])
+def test_a_recorded_bedrock_error_replays_as_the_same_boto3_exception(tmp_path, bedrock, call):
+    """Bedrock names an error's type only in the `X-Amzn-Errortype` response header (the body
+    holds the message): botocore raises `ValidationException` from it. Recorded with the default
+    headers (`minimal`), replay must raise the same exception, not a bare `ClientError` "400"
+    that `except client.exceptions.ValidationException` does not catch."""
+    from botocore.exceptions import ClientError
+
+    def error(proxy: Proxy) -> tuple[str, str, str]:
+        with pytest.raises(ClientError) as raised:
+            call_bedrock(proxy, call, prompt="Be invalid")
+        return (type(raised.value).__name__, raised.value.response["Error"]["Code"],
+                raised.value.response["Error"]["Message"])
+
+    recording = Proxy(tmp_path, upstream_ca=bedrock.cert, vcr_upstream=bedrock.url, vcr_mode="record").start()
+    try:
+        recorded_error = error(recording)
+        recorded(recording.cassettes / "default.yaml")
+    finally:
+        recording.stop()
+    assert recorded_error[:2] == ("ValidationException", "ValidationException")
+    replaying = Proxy(tmp_path, vcr_mode="replay").start()
+    try:
+        assert error(replaying) == recorded_error
+    finally:
+        replaying.stop()
