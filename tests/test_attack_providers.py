@@ -376,3 +376,54 @@ def test_a_recorded_bedrock_error_replays_as_the_same_boto3_exception(tmp_path, 
         assert error(replaying) == recorded_error
     finally:
         replaying.stop()
+
+
+TRACES_SCRIPT = r'''
+import logging, sys
+from agents import trace
+from agents.tracing import custom_span, set_trace_processors
+from agents.tracing.processors import BackendSpanExporter, BatchTraceProcessor
+
+logging.basicConfig(level=logging.WARNING)
+# The SDK takes this endpoint for OpenAI's own (it compares them without the trailing slash).
+exporter = BackendSpanExporter(api_key="sk-proj-test-not-on-disk", endpoint=sys.argv[1])
+processor = BatchTraceProcessor(exporter, schedule_delay=3600)
+set_trace_processors([processor])
+with trace("attack"):
+    with custom_span("step"):
+        pass
+processor.force_flush()
+processor.shutdown()
+print("flushed")
+'''
+
+
+@pytest.mark.parametrize("endpoint", ["https://api.openai.com/v1/traces/ingest/",
+                                      "https://api.openai.com//v1/traces/ingest"],
+                         ids=["trailing-slash", "double-slash"])
+def test_agents_sdk_traces_to_a_spelling_of_the_ingest_url_are_telemetry(tmp_path, endpoint):
+    """A trailing slash or a doubled one (a base URL joined to a path) reaches the same trace
+    ingest: never recorded, answered in replay; no tracing error either way."""
+    import sys
+
+    from .test_clients import in_env_shell
+
+    script = tmp_path / "traces.py"
+    script.write_text(TRACES_SCRIPT)
+    cert, key = make_certificate(tmp_path)
+    server = Upstream(cert, key).start()
+    recording = Proxy(tmp_path, upstream_ca=cert, vcr_upstream=server.url, vcr_mode="record").start()
+    try:
+        in_env_shell(recording, f"{sys.executable} {script} {endpoint}")
+    finally:
+        recording.stop()
+        server.stop()
+    cassette = recording.cassettes / "default.yaml"
+    assert not cassette.exists() or not load(cassette).interactions
+    replaying = Proxy(tmp_path, vcr_mode="replay").start()
+    try:
+        result = in_env_shell(replaying, f"{sys.executable} {script} {endpoint}")
+    finally:
+        replaying.stop()
+    assert result.returncode == 0 and result.stdout.strip() == "flushed", result.stderr[-2000:]
+    assert "Tracing" not in result.stderr and "404" not in result.stderr, result.stderr[-2000:]
