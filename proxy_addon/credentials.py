@@ -291,8 +291,25 @@ class Scrubber:
                 self.secrets.add(unquote_plus(value))
                 self.found.append(f"{where} parameter {unquote_plus(name)}")
                 pieces[index] = f"{name}={MARKER}"
+            elif sep and "%" in value:
+                self._nested_query(unquote_plus(value), where, 3)
         self._echoes = None
         return "".join(pieces)
+
+    def _nested_query(self, value: str, where: str, depth: int) -> None:
+        """A parameter's value that is itself a URL or query, percent-encoded (`url=https%3A
+        %2F%2Fx%2F%3Fapi_key%3D...`): its credentials are collected, for the by-value step to
+        replace wherever they stand."""
+        if depth and "=" in value:
+            for pair in re.split(r"[&;]", (value.partition("?")[2] or value).partition("#")[0]):
+                name, sep, inner = pair.partition("=")
+                # As long as an echo: the by-value step replaces nothing shorter.
+                if (sep and unquote_plus(inner).strip() != MARKER
+                        and len(unquote_plus(inner).strip()) >= MIN_ECHO and is_credential_param(name)):
+                    self.secrets.add(unquote_plus(inner))
+                    self.found.append(f"{where} parameter {unquote_plus(name)}")
+                elif sep and "%" in inner:
+                    self._nested_query(unquote_plus(inner), where, depth - 1)
 
     def url(self, url: str, where: str = "request url") -> str:
         parts = urlsplit(url)

@@ -20,7 +20,10 @@ DECODED_BODY_HEADERS = frozenset(("content-encoding", "content-length"))
 HEADER_POLICIES = ("minimal", "all")
 # Content-Encoding: a request body is recorded decoded; the header says how it was sent.
 MINIMAL_REQUEST_HEADERS = frozenset(("accept", "content-type", "user-agent", "content-encoding"))
-MINIMAL_RESPONSE_HEADERS = frozenset(("content-type",))
+# X-Amzn-Errortype: Bedrock (and AWS's other REST JSON APIs) name an error's type only there, and
+# boto3 and the AWS SDK for JavaScript raise their exception by it (ValidationException,
+# ThrottlingException); without it a replayed error is a bare ClientError "400".
+MINIMAL_RESPONSE_HEADERS = frozenset(("content-type", "x-amzn-errortype"))
 
 
 def redact_url(url: str) -> str:

@@ -15,6 +15,7 @@ one or more; `*` in a path is anything), `+host/path` adds to the defaults, `non
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 
 from .routing import HostPatterns
@@ -43,7 +44,14 @@ class Endpoint:
     sender: str
 
     def matches(self, host: str, path: str) -> bool:
-        return fnmatch.fnmatchcase(path.split("?", 1)[0], self.path) and self.hosts.matches(host)
+        return fnmatch.fnmatchcase(_spelled(path), self.path) and self.hosts.matches(host)
+
+
+def _spelled(path: str) -> str:
+    """A request path as the endpoints are written: no query, no doubled slashes (a base URL
+    joined to a path), no trailing slash; servers read `/v1/traces/ingest/` as the same."""
+    path = re.sub(r"/{2,}", "/", path.split("?", 1)[0].split("#", 1)[0])
+    return path.rstrip("/") or "/"
 
 
 def parse_endpoints(value: str) -> tuple[Endpoint, ...]:
