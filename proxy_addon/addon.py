@@ -143,7 +143,8 @@ class VcrProxy:
                           "in every mode, replay included; no other host does in replay mode.")
         loader.add_option("vcr_headers", str, "minimal",
                           "Headers to record: minimal (request Accept, Content-Type, User-Agent; "
-                          "response Content-Type) or all. Credentials are never recorded.")
+                          "response Content-Type, X-Amzn-Errortype, X-Should-Retry) or all. "
+                          "Credentials are never recorded.")
         loader.add_option("vcr_layout", str, DEFAULT_LAYOUT.name,
                           f"Layout of new cassettes: {', '.join(LAYOUTS)}. Existing cassettes keep "
                           "theirs.")

@@ -23,7 +23,9 @@ MINIMAL_REQUEST_HEADERS = frozenset(("accept", "content-type", "user-agent", "co
 # X-Amzn-Errortype: Bedrock (and AWS's other REST JSON APIs) name an error's type only there, and
 # boto3 and the AWS SDK for JavaScript raise their exception by it (ValidationException,
 # ThrottlingException); without it a replayed error is a bare ClientError "400".
-MINIMAL_RESPONSE_HEADERS = frozenset(("content-type", "x-amzn-errortype"))
+# X-Should-Retry: the openai and anthropic SDKs retry an error or not by it; without it a
+# recorded 5xx the API said not to retry is retried on replay, and the retry is a miss.
+MINIMAL_RESPONSE_HEADERS = frozenset(("content-type", "x-amzn-errortype", "x-should-retry"))
 
 
 def redact_url(url: str) -> str:

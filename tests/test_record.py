@@ -319,3 +319,35 @@ def test_sequential_exchanges_are_saved_in_the_order_they_ended(proxy):
             assert client.post(CHAT, json={"n": 1}).status_code == 200
     cassette = recorded(proxy.cassettes / "default.yaml", 6)
     assert [i.id for i in cassette.interactions] == [0, 1, 2, 3, 4, 5]
+
+
+def test_an_error_the_api_said_not_to_retry_is_not_retried_on_replay(tmp_path, certificate):
+    # OpenAI marks some errors `x-should-retry: false`; the SDK retries a 500 without it. Were
+    # the header not recorded, the replayed 500 would be retried, and the retry be a miss.
+    upstream = Upstream(*certificate, http2=False).start()
+
+    def call(proxy: Proxy):
+        http_client = proxy.client()
+        client = openai.OpenAI(api_key=TEST_KEY, base_url="https://api.openai.com", max_retries=2,
+                               http_client=http_client)
+        with pytest.raises(openai.APIStatusError) as raised:
+            client.get("/status/500", cast_to=object, options={"params": {"no_retry": "1"}})
+        http_client.close()
+        return raised.value.status_code
+
+    try:
+        recording = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record",
+                          vcr_upstream=upstream.url).start()
+        try:
+            assert call(recording) == 500
+        finally:
+            recording.stop()
+        assert len(upstream.requests) == 1
+        replaying = Proxy(tmp_path, vcr_mode="replay").start()
+        try:
+            assert call(replaying) == 500
+        finally:
+            replaying.stop()
+        assert len(upstream.requests) == 1
+    finally:
+        upstream.stop()

@@ -289,8 +289,11 @@ class Upstream:
             await send({"type": "http.response.body", "body": data})
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
+            extra = [(b"set-cookie", b"session=SECRET-COOKIE-VALUE")]
+            if "no_retry" in scope["query_string"].decode():  # as OpenAI says of some 5xx
+                extra.append((b"x-should-retry", b"false"))
             await self._json(send, code, {"error": {"message": f"status {code}", "code": code}},
-                             extra=[(b"set-cookie", b"session=SECRET-COOKIE-VALUE")])
+                             extra=extra)
         elif path == "/echo":
             # Echoes the caller's credentials back, as error bodies and gateways do: in the
             # body, and each header value in a response header of its own.
