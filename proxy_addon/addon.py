@@ -24,6 +24,7 @@ from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
 from proxy_addon import body_limit, display, filters  # noqa: E402
+from proxy_addon import collector  # noqa: E402
 from proxy_addon.background import read_off_loop  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
@@ -397,6 +398,7 @@ class VcrProxy:
             display.guard(ctx.master)
         await self.player.server.start()
         await self.realtime.running()
+        collector.settle()
         if not self.control_configured:
             # `vcr-proxy start` adds the addon to options already made, so configure() heard only
             # of the options it set: the token is read now, once all of them are.

@@ -20,6 +20,8 @@ import os
 import secrets
 import threading
 import time
+
+from . import collector
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +80,7 @@ class ReplayCassette:
             log.error(f"vcr-proxy: {error}{still}")
             return
         self.cassette, self.stamp, self.failed_stamp, self.error = cassette, stamp, None, None
+        collector.settle()
         self.index = None
         try:
             self.timings = read_sidecar(sidecar_path(self.path))
