@@ -9,6 +9,9 @@
    alternating, each on a keep-alive connection of its own proxy. Goal: <= 1.5x bare mitmdump.
 3. `vcr-proxy check` on a 1.2 MB cassette whose 300 request bodies are aliases of one 1 MB
    anchor. Goal: < 1 s.
+4. Many interactions: finding a recorded request (a hit, after the first) and naming the
+   nearest recording on a miss, in a cassette of 50,000 chat interactions against one of 10
+   (the matcher alone, the cassette already loaded). Goal: <= 10x.
 
 Run: `.venv/bin/python bench/bigbody.py` (needs the test dependencies: `make test` installs them).
 """
@@ -28,7 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import report  # noqa: E402
+from proxy_addon.cassette import Interaction, Request, Response  # noqa: E402
 from proxy_addon.credentials import scrub_request  # noqa: E402
+from proxy_addon.matchers import IncomingRequest, Matcher, MatchRules  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
 from tests.upstream import Upstream, make_certificate  # noqa: E402
 
@@ -138,7 +143,46 @@ def alias_check(folder: Path) -> None:
     report("check: 300 aliases of one 1 MB body", f"{elapsed:.2f} s", "< 1 s", elapsed < 1)
 
 
+def chat_interactions(count: int) -> list[Interaction]:
+    return [Interaction(id=n, request=Request(
+        url=URL, method="POST", headers={"Content-Type": ["application/json"]},
+        body=json.dumps({"model": "m", "messages": [{"role": "user", "content": f"question {n}, asked in full"}]})),
+        response=Response(body='{"choices": []}', code=200, status="200 OK")) for n in range(count)]
+
+
+def many_interactions() -> None:
+    timings = {}
+    for count in (10, 50_000):
+        interactions = chat_interactions(count)
+        matcher = Matcher(MatchRules())
+        index = matcher.index(interactions)
+
+        def incoming(n: int, suffix: str = "") -> IncomingRequest:
+            return IncomingRequest("POST", URL, json.dumps({"model": "m", "messages": [
+                {"role": "user", "content": f"question {n}, asked in full{suffix}"}]}).encode())
+
+        matcher.find(index, set(), incoming(0))  # the index is built on the first request
+        hits, misses = [], []
+        for n in range(1, 9):
+            started = time.perf_counter()
+            found, _ = matcher.find(index, set(), incoming(n))
+            hits.append(time.perf_counter() - started)
+            assert found is not None and found.id == n
+            started = time.perf_counter()
+            found, _ = matcher.find(index, set(), incoming(n, " again"))
+            nearest = matcher.nearest(interactions, incoming(n, " again"))
+            misses.append(time.perf_counter() - started)
+            assert found is None and nearest is not None
+        timings[count] = (statistics.median(hits), statistics.median(misses))
+    for label, slot in (("match", 0), ("miss (nearest named)", 1)):
+        small, large = timings[10][slot], timings[50_000][slot]
+        print(f"{label}: 10 interactions {small * 1e3:.2f} ms, 50,000 {large * 1e3:.2f} ms")
+        report(f"{label} on a 50,000-interaction cassette vs a 10-interaction one",
+               f"{large / small:.1f}x ({large * 1e3:.1f} ms)", "<= 10x", large / small <= 10)
+
+
 def main() -> None:
+    many_interactions()
     scrub_throughput()
     with tempfile.TemporaryDirectory() as name:
         big_requests(Path(name))

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["format.py", "record.py", "replay.py", "memory.py", "reading.py", "suite.py", "realtime.py"]
+SCRIPTS = ["format.py", "record.py", "replay.py", "memory.py", "reading.py", "suite.py", "realtime.py",
+           "bigbody.py", "capacity.py"]
 
 
 def machine() -> str:

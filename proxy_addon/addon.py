@@ -873,6 +873,8 @@ class VcrProxy:
             display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
         flow.metadata.pop("vcr_view_error", None)
+        collector.give_back(len(flow.request.raw_content or b"")
+                            + len(flow.response.raw_content or b"") if flow.response else 0)
 
 
 OFF_LOOP_BODY = 1 << 20  # request bodies this large are decoded and scrubbed off the event loop

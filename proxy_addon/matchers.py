@@ -8,6 +8,7 @@ recorded order, as go-vcr's used-flag does.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class Matcher:
         # Per index bucket, its interactions by body text and by JSON fingerprint.
         self._by_body: dict[int, tuple] = {}
         self._urls: dict[str, str] = {}  # recorded URLs, normalized
+        self._near_index: tuple | None = None  # what a miss's nearest recording is looked up in
 
     def key(self, method: str, url: str) -> tuple[str, str]:
         """What a request must share with a recording before its body is looked at."""
@@ -371,10 +373,9 @@ class Matcher:
 
     def nearest(self, interactions: list[Interaction], request: IncomingRequest
                 ) -> tuple[Interaction, list[str]] | None:
-        """The recorded interaction closest to `request`, and what differs. Within a budget: all
-        are ranked by what is cheap to compare (method, URL, how much of the body's start and
-        end they share, its length), and only the best NEAREST_BUDGET are compared in full, so
-        that a miss costs much the same against 50,000 recordings as against 50. Found once
+        """The recorded interaction closest to `request`, and what differs. Within a budget: at
+        most NEAREST_BUDGET candidates, found by index (_near_candidates), are compared in full,
+        so that a miss costs much the same against 50,000 recordings as against 50. Found once
         per request (the proxy may look for it off its event loop first)."""
         known = request.compared.get(("nearest", self.rules))
         if known is not None and known[0] is interactions:
@@ -386,17 +387,7 @@ class Matcher:
     def _nearest(self, interactions: list[Interaction], request: IncomingRequest
                  ) -> tuple[Interaction, list[str]] | None:
         if len(interactions) > NEAREST_BUDGET:
-            method, url = request.method.upper(), normalized_url(request.url)
-            sent = self._sent_text(request)
-
-            def cheap(interaction: Interaction) -> tuple:
-                recorded = interaction.request
-                body = recorded.body
-                return (recorded.method.upper() == method, self._normalized_url(recorded.url) == url,
-                        _shared_ends(body, sent) if type(body) is type(sent) else 0,
-                        -abs(len(body) - len(sent)))
-
-            interactions = sorted(interactions, key=cheap, reverse=True)[:NEAREST_BUDGET]
+            interactions = self._near_candidates(interactions, request)
         best = None
         for interaction in interactions:
             found = self.differences(interaction, request)
@@ -405,6 +396,39 @@ class Matcher:
             if best is None or score > best[0]:
                 best = (score, interaction, found)
         return None if best is None else (best[1], best[2])
+
+    def _near_candidates(self, interactions: list[Interaction], request: IncomingRequest
+                         ) -> list[Interaction]:
+        """At most NEAREST_BUDGET recordings likely nearest to `request`, found by index: of
+        those with its method and URL, the ones whose bodies sort next to its body, and next
+        to it read backwards (neighbours in sorted order share the longest start, or end); if
+        none has its method and URL, those whose method and URL are closest."""
+        if self._near_index is None or self._near_index[0] is not interactions:
+            self._near_index = (interactions, self.index(interactions), {})
+        _, index, sorted_bodies = self._near_index
+        bucket = index.get(self.key(request.method, request.url))
+        if not bucket:
+            method, url = request.method.upper(), normalized_url(request.url)
+            return sorted(interactions, reverse=True, key=lambda interaction: (
+                interaction.request.method.upper() == method,
+                _shared_ends(self._normalized_url(interaction.request.url), url)))[:NEAREST_BUDGET]
+        sent = self._sent_text(request)
+        found: dict[int, Interaction] = {}
+        for backwards in (False, True):
+            key = (id(bucket), type(sent), backwards)
+            if key not in sorted_bodies:
+                pairs = sorted(((text[::-1] if backwards else text), number)
+                               for number, interaction in enumerate(bucket)
+                               if type(text := self._recorded_text(interaction)) is type(sent))
+                sorted_bodies[key] = ([text for text, _ in pairs], [bucket[n] for _, n in pairs])
+            texts, members = sorted_bodies[key]
+            at = bisect.bisect_left(texts, sent[::-1] if backwards else sent)
+            side = NEAREST_BUDGET // 4
+            for interaction in members[max(0, at - side):at + side]:
+                found[id(interaction)] = interaction
+        # Most alike first: of recordings that differ as much, the first compared is named.
+        return sorted(found.values(), reverse=True, key=lambda interaction: _shared_ends(
+            self._recorded_text(interaction), sent)) or bucket[:NEAREST_BUDGET]
 
     def _normalized_url(self, url: str) -> str:
         found = self._urls.get(url)
@@ -417,7 +441,9 @@ class Matcher:
 
 def _shared_ends(a, b) -> int:
     """How many characters `a` and `b` share at their start and at their end (each found by
-    halving, comparing slices in C rather than characters in Python)."""
+    halving, comparing slices in C rather than characters in Python); 0 for text and bytes."""
+    if type(a) is not type(b):
+        return 0
     def shared(x, y) -> int:
         low, high = 0, min(len(x), len(y))
         while low < high:

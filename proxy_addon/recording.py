@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
+from . import collector
 from .credentials import Secrets, scrub_line
 from .errors import CassetteError
 from .persisters.filesystem import CassetteWriter
@@ -183,6 +184,7 @@ class Recorder:
         finally:
             recording.discard()
             self.in_flight.discard(id(recording))
+            collector.give_back(len(exchange.request_body) + len(exchange.response_body))
         events = f", {len(timing.events_ms)} events" if recording.streamed else ""
         log.info(f"recorded {exchange.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"

@@ -56,3 +56,31 @@ def test_selection_fields():
         "match": "method,url", "ignore_fields": "a,b.c", "normalize": "\\d+\nx"}
     with pytest.raises(ControlError, match="'normalize' must be a string or a list of strings"):
         parse_match_fields(b'{"name": "x", "normalize": 5}')
+
+
+def test_a_miss_names_the_nearest_of_many_recordings_by_index():
+    # 5,000 recordings of one URL: the nearest is found among the few whose bodies sort next
+    # to the request's (forwards and backwards), not by comparing every one.
+    import json
+
+    from proxy_addon.cassette import Interaction, Request, Response
+    from proxy_addon.matchers import IncomingRequest, Matcher, MatchRules
+
+    url = "https://openrouter.ai/api/v1/chat/completions"
+
+    def body(n: int, tail: str = "") -> str:
+        return json.dumps({"model": "m", "messages": [
+            {"role": "user", "content": f"question {n}: what is {n} times {n + 1}?{tail}"}]})
+
+    interactions = [Interaction(id=n, request=Request(url=url, method="POST", body=body(n)),
+                                response=Response(code=200, status="200 OK")) for n in range(5000)]
+    matcher = Matcher(MatchRules())
+    for n, tail in ((5, " Explain."), (4321, " Briefly."), (0, "!")):
+        request = IncomingRequest("POST", url, body(n, tail).encode())
+        found, differences = matcher.nearest(interactions, request)
+        assert found.id == n, (n, found.id, differences)
+        assert len(differences) == 1 and differences[0].startswith("body $.messages[0].content")
+    # A request for a URL no recording has: the nearest by method and URL.
+    other = IncomingRequest("POST", url.replace("chat/completions", "completions"), body(7).encode())
+    found, differences = matcher.nearest(interactions, other)
+    assert any(d.startswith("url:") for d in differences)
