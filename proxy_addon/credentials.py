@@ -132,6 +132,7 @@ _SHAPES = {
 _SHAPE_TEXT = "|".join(f"(?P<s{i}>{pattern})" for i, pattern in enumerate(_SHAPES.values()))
 # Not inside a longer word: `task-...` is no OpenAI key.
 KEY_SHAPES = re.compile(rf"(?<![A-Za-z0-9_-])(?:{_SHAPE_TEXT})")
+_KEY_SHAPES_BYTES = re.compile(KEY_SHAPES.pattern.encode())
 _SHAPE_NAMES = list(_SHAPES)
 
 
@@ -368,7 +369,15 @@ class Scrubber:
         collected. Query pairs count only after `?`, `&` or `;` (JSON's `\\u0026` too), with
         values as long as a key: a word in prose is not a parameter."""
         data = _as_bytes(body)
-        fields, queries = scanning.by_name(data)
+        edits = self._name_edits(data, *scanning.by_name(data), where)
+        if not edits:
+            return body
+        self._echoes = None
+        return _from_bytes(_replaced(data, edits), body)
+
+    def _name_edits(self, data: bytes, fields: list[int], queries: list[int], where: str) -> list:
+        """The spans of credential values at the JSON member names (their closing quotes) and
+        query pairs (their starts) scanning found; the values are collected."""
         edits = []
         for quote in fields:
             member = _MEMBER_BYTES.match(data, _opening_quote(data, quote))
@@ -392,9 +401,41 @@ class Scrubber:
                 self.secrets.add(unquote_plus(value))
                 self.found.append(f"{where} parameter {unquote_plus(name)}")
                 edits.append(pair.span(2))
+        return edits
+
+    def request_body(self, body, content_type: str):
+        """body_fields, then text: a JSON body (the common case, and the large one) in one pass
+        over it rather than two; forms and multipart bodies as body_fields reads them."""
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if (not body or isinstance(body, bytearray) or kind == "multipart/form-data"
+                or kind == "application/x-www-form-urlencoded" or _looks_urlencoded(body)):
+            return self.text(self.body_fields(body, content_type, "request body"), "body")
+        if body[:2] == b"\x1f\x8b":  # gzip, as text() reads it
+            return self.text(self.body_fields(body, content_type, "request body"), "body")
+        self._collect_json(body)
+        data = _as_bytes(body)
+        echoes = self._bytes_echoes()
+        known = set(self.secrets.values)
+        fields, queries, places, names = scanning.at_once(data, echoes, _SHAPE_PATTERNS)
+        edits = self._name_edits(data, fields, queries, "request body")
+        for start, end in names:  # a key shape or an echo inside a name the scan took whole
+            places += [(match.start(), match.end(), _SHAPE_NAMES.index(shape_name(match)))
+                       for match in _KEY_SHAPES_BYTES.finditer(data, start, end)]
+            places += [(at, at + len(echo), None) for echo in echoes
+                       if (at := data.find(echo, start, end)) >= 0]
+        new = self.secrets.values - known
+        if new:  # values found by name just now: replaced wherever else they stand in the body
+            self._echoes = None
+            fresh = Secrets()
+            fresh.values = new
+            later = tuple(dict.fromkeys(e.encode("utf-8", "surrogatepass") for e in fresh.echoes()))
+            places += [(start, end, None) for start, end in scanning.echo_places(data, later)]
+        if any(shape is None for _, _, shape in places):
+            self.found.append("body: a credential's value")
+        self.found += [f"body: {_SHAPE_NAMES[shape]}" for _, _, shape in places if shape is not None]
+        edits += [(start, end) for start, end, _ in places]
         if not edits:
             return body
-        self._echoes = None
         return _from_bytes(_replaced(data, edits), body)
 
     def _collect_json(self, body) -> None:
@@ -687,8 +728,12 @@ def request_secrets(headers: Iterable[tuple[str, str]], url: str, body: bytes,
 def scrub_request(url: str, headers: Iterable[tuple[str, str]], body: bytes,
                   content_type: str) -> tuple[str, bytes, Secrets]:
     """An incoming request's URL and body as a recording of it holds them, and its secrets."""
-    scrubber, url, body = _by_name(url, headers, body, content_type)
-    return scrubber.text(url, "url"), scrubber.text(body, "body"), scrubber.secrets
+    scrubber = Scrubber()
+    for name, value in headers:
+        scrubber.secrets.add_header(name, value)
+    url = scrubber.url(url)
+    body = scrubber.request_body(body, content_type)
+    return scrubber.text(url, "url"), body, scrubber.secrets
 
 
 def scrub_headers(headers: Iterable[tuple[str, str]], secrets: Secrets) -> list[tuple[str, str]]:

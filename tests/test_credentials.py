@@ -244,3 +244,29 @@ def test_query_like_text_without_a_credential_name_or_long_value_is_left_alone()
     interaction = _interaction(body="{}", response_body=text)
     assert scrub_interaction(interaction) == []
     assert interaction.response.body == text
+
+
+def test_a_request_body_scrubbed_in_one_pass_misses_nothing_two_passes_find():
+    # scrub_request scans a JSON body once for names, known values and key shapes together;
+    # a match of one kind must not hide another inside or right after it.
+    from proxy_addon.credentials import scrub_request
+
+    header_key = "sk-or-v1-" + "1" * 64
+    field_key = "field-secret-" + "2" * 20
+    shaped = "sk-proj-" + "A" * 40
+    body = json.dumps({
+        "api_key": field_key,                      # by name
+        "note": f"the same {field_key} again",     # its echo, found after the name
+        f"token {shaped}": "x",                    # a shape inside a credential-looking name
+        f"{header_key}": "y",                      # a known value as a name
+        "url": f"https://x.example/?a=1&access_token={'3' * 20}",  # a query pair
+        "text": f"and {header_key} in prose, {shaped} too",
+    }).encode()
+    _, scrubbed, secrets = scrub_request("https://openrouter.ai/api/v1/chat/completions",
+                                         [("Authorization", f"Bearer {header_key}")], body,
+                                         "application/json")
+    text = scrubbed.decode()
+    for secret in (header_key, field_key, shaped, "3" * 20):
+        assert secret not in text, (secret, text)
+    assert json.loads(text)["api_key"] == "REDACTED"
+    assert field_key in secrets.values
