@@ -13,8 +13,6 @@ Run: `.venv/bin/python bench/capacity.py` (needs Go: `make test` installs it).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import report  # noqa: E402
+from bench.results import go_binary, report  # noqa: E402
 from proxy_addon.cassette import Cassette, Interaction, Request, Response  # noqa: E402
 from proxy_addon.timing import Timing, body_hash, sidecar_path  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
@@ -32,17 +30,6 @@ FIRST_MS, GAP_MS, EVENTS = 200, 20, 51
 LEVELS = (10, 20, 50, 100, 200)
 SECONDS = 6
 URL = "https://openrouter.ai/api/v1/chat/completions"
-
-
-def build(folder: Path) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        sys.exit("bench/capacity.py needs Go for its clients: apt-get install golang-go")
-    binary = folder / "streamgen"
-    env = dict(os.environ, GO111MODULE="off", GOFLAGS="", GOCACHE=str(folder / "gocache"))
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=Path(__file__).parent / "streamgen",
-                   env=env, check=True)
-    return binary
 
 
 def write_cassette(path: Path) -> None:
@@ -76,7 +63,7 @@ def capacity(figures: dict[int, tuple[float, int]]) -> int:
 def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        binary = build(folder)
+        binary = go_binary(folder, "streamgen")
         cert, key = make_certificate(folder)
         server = subprocess.Popen([str(binary), "serve", str(cert), str(key), str(FIRST_MS),
                                    str(GAP_MS), str(EVENTS)], stdout=subprocess.PIPE, text=True)

@@ -18,8 +18,6 @@ installs them).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import report  # noqa: E402
+from bench.results import go_binary, report  # noqa: E402
 from proxy_addon.cassette import Cassette, Interaction, Request, Response  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
 
@@ -70,14 +68,7 @@ def write_flows(path: Path) -> None:
 
 
 def build_loadgen(folder: Path) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        sys.exit("bench/replay.py needs Go for its load generator: apt-get install golang-go")
-    binary = folder / "loadgen"
-    env = dict(os.environ, GO111MODULE="off", GOFLAGS="", GOCACHE=str(folder / "gocache"))
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=Path(__file__).parent / "loadgen",
-                   env=env, check=True)
-    return binary
+    return go_binary(folder, "loadgen")
 
 
 def throughput(loadgen: Path, proxy: Proxy) -> float:

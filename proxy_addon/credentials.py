@@ -379,9 +379,9 @@ class Scrubber:
         """The spans of credential values at the JSON member names (their closing quotes) and
         query pairs (their starts) scanning found; the values are collected."""
         edits = []
-        for quote in fields:
-            member = _MEMBER_BYTES.match(data, _opening_quote(data, quote))
-            if member is None or member.end(1) != quote:
+        for closing in fields:
+            member = _MEMBER_BYTES.match(data, _opening_quote(data, closing))
+            if member is None or member.end(1) != closing:
                 continue
             try:
                 name = json.loads(b'"' + member.group(1) + b'"')

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..inspection import Usage
 from . import openai_chat
-from .bedrock_invoke import failed, prompt_messages
+from .bedrock_invoke import chunks, prompt_messages
 from .model import JSON_ERRORS, Exchange, Message, Output, as_dict, as_list, number, tool_call
 
 
@@ -39,10 +39,7 @@ class Mistral:
     @staticmethod
     def read_response(events: list, exchange: Exchange) -> None:
         output = Output(exchange)
-        for index, _, value in events:
-            value = as_dict(value)
-            if failed(value, exchange):
-                continue
+        for index, value in chunks(events, exchange):
             for choice in [as_dict(c) for c in as_list(value.get("outputs") or value.get("choices"))][:1]:
                 message = as_dict(choice.get("message") or choice.get("delta"))
                 output.text(index, choice.get("text") if "text" in choice else message.get("content"))
@@ -103,10 +100,7 @@ class CohereR:
     @staticmethod
     def read_response(events: list, exchange: Exchange) -> None:
         output = Output(exchange)
-        for index, _, value in events:
-            value = as_dict(value)
-            if failed(value, exchange):
-                continue
+        for index, value in chunks(events, exchange):
             kind = value.get("event_type")
             whole = value if kind is None else as_dict(value.get("response")) if kind == "stream-end" else {}
             if kind == "text-generation":

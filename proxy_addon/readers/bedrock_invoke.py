@@ -80,6 +80,15 @@ def failed(value: dict, exchange: Exchange) -> bool:
     return False
 
 
+def chunks(events: list, exchange: Exchange):
+    """(index, body) of each response body or stream chunk that is no error (an error is
+    noted on `exchange` by `failed`)."""
+    for index, _, value in events:
+        value = as_dict(value)
+        if not failed(value, exchange):
+            yield index, value
+
+
 class Nova:
     """Amazon Nova: the request is Converse's (system, messages, toolConfig); so is the whole
     answer; a streamed chunk is one Converse event under its name."""

@@ -9,7 +9,7 @@ has tools; token counts missing from a body come from Bedrock's invocation metri
 from __future__ import annotations
 
 from ..inspection import Usage
-from .bedrock_invoke import failed, prompt_messages
+from .bedrock_invoke import chunks, prompt_messages
 from .model import Exchange, Output, as_dict, as_list, number
 
 
@@ -27,10 +27,7 @@ class Llama:
     @staticmethod
     def read_response(events: list, exchange: Exchange) -> None:
         output = Output(exchange)
-        for index, _, value in events:
-            value = as_dict(value)
-            if failed(value, exchange):
-                continue
+        for index, value in chunks(events, exchange):
             output.text(index, value.get("generation"))
             if value.get("stop_reason"):
                 exchange.finish_reason = str(value["stop_reason"])
@@ -46,10 +43,7 @@ class Titan:
     @staticmethod
     def read_response(events: list, exchange: Exchange) -> None:
         output = Output(exchange)
-        for index, _, value in events:
-            value = as_dict(value)
-            if failed(value, exchange):
-                continue
+        for index, value in chunks(events, exchange):
             results = [as_dict(r) for r in as_list(value.get("results"))][:1] or [value]
             for result in results:  # the whole answer's first result, or a stream chunk
                 output.text(index, result.get("outputText"))
