@@ -159,11 +159,14 @@ def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed:
     return plan
 
 
-class ReplayServer:
-    """The in-process HTTP/1.1 server that plays planned responses, chunk by chunk."""
+class LoopbackServer:
+    """An in-process server on 127.0.0.1 serving plans, each to the one request whose path
+    names its secret token: another local user who connects gets nothing of them."""
+
+    path = "/"
 
     def __init__(self) -> None:
-        self.plans: dict[str, Plan] = {}  # by the secret in their path
+        self.plans: dict[str, object] = {}  # by the secret in their path
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
@@ -177,11 +180,20 @@ class ReplayServer:
             self.server.close()
             self.server = None
 
-    def add(self, plan: Plan) -> str:
+    def add(self, plan) -> str:
         """Keep `plan` for the one request that names it; the path to request."""
         token = secrets.token_urlsafe(32)  # was a counter and the pid: others took streams
         self.plans[token] = plan
-        return REPLAY_PATH + token
+        return self.path + token
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class ReplayServer(LoopbackServer):
+    """The in-process HTTP/1.1 server that plays planned responses, chunk by chunk."""
+
+    path = REPLAY_PATH
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -34,6 +34,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..credentials import Secrets
 from ..matchers import MatchRules
+from ..replay import LoopbackServer
 from . import scrub
 from .format import Session
 from .matcher import difference, kind
@@ -76,27 +77,12 @@ def truncate_reason(text: str, limit: int = 123) -> str:
     return data[:limit - 3].decode("utf-8", "ignore") + "..."
 
 
-class PlayerServer:
+class PlayerServer(LoopbackServer):
+    path = PLAYER_PATH
+
     def __init__(self) -> None:
-        self.plans: dict[str, Plan] = {}
-        self.server: asyncio.AbstractServer | None = None
-        self.port = 0
+        super().__init__()
         self.tasks: set[asyncio.Task] = set()
-
-    async def start(self) -> None:
-        if self.server is None:
-            self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-    def add(self, plan: Plan) -> str:
-        token = random.token_urlsafe(32)
-        self.plans[token] = plan
-        return PLAYER_PATH + token
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = WSConnection(ConnectionType.SERVER)
