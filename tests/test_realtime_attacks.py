@@ -398,3 +398,44 @@ def test_a_101_replayed_from_a_go_vcr_cassette_never_breaks_the_connection(tmp_p
     output = proxy.output()
     assert "Traceback" not in output and "KeyError" not in output
     assert proxy.process.returncode == 0
+
+
+# -- client messages past the recording: what the recording still holds is sent first --
+
+def tail_sidecar(by: str) -> str:
+    """A session whose last answer is paced a second after the client's last message, then
+    closed by `by`."""
+    lines = [open_line(0, "tail"), message_line(0, "server", 1, text="hello"),
+             message_line(0, "client", 10, text="a"), message_line(0, "server", 12, text="a"),
+             message_line(0, "server", 1010, text="late answer")]
+    close = json.loads(close_line(0, 1011, 1000, "bye"))
+    close["by"] = by
+    return "\n".join(lines + [json.dumps(close)]) + "\n"
+
+
+@pytest.mark.parametrize("by", ["server", "client"])
+def test_client_messages_past_the_recording_still_get_its_remaining_server_messages(tmp_path, by):
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "default.realtime.jsonl").write_text(tail_sidecar(by))
+    proxy = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com", vcr_timing="events")
+    try:
+        with connect(HOSTILE_URL + "tail", ssl=client_context(proxy), proxy=proxy.url,
+                     open_timeout=TIMEOUT) as websocket:
+            websocket.send("a")
+            websocket.send("more")  # the recording holds no such message: sent at once
+            seen = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    seen.append(websocket.recv(TIMEOUT))
+    finally:
+        proxy.stop()
+    assert seen[:3] == ["hello", "a", "late answer"], seen
+    if by == "server":  # the server was closing: the recorded close, nothing more
+        assert seen == ["hello", "a", "late answer"]
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "bye")
+        assert "no match" not in proxy.output()
+    else:  # a message the recording never had: a miss, once the recording is played out
+        assert closed.value.rcvd.code == 1008 and "no match" in closed.value.rcvd.reason
+        assert "client message #1 (text): the recording holds 1 client message(s)" in proxy.output()
+    assert "Traceback" not in proxy.output()
