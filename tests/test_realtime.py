@@ -720,3 +720,51 @@ def test_google_genai_live_client_recorded_and_replayed_offline(tmp_path, certif
     assert replayed == recorded
     no_secret_on_disk(tmp_path, GOOGLE_KEY)
     assert GOOGLE_KEY not in recorder.output() and GOOGLE_KEY not in replayer.output()
+
+
+# -- diff on folders: cassettes of realtime sessions alone (a sidecar, no NAME.yaml) --
+
+def sidecar_lines(text: str, answer: str) -> str:
+    """A hand-written session: the client says `text`, the server answers `answer`."""
+    return "\n".join(json.dumps(line) for line in [
+        {"type": "open", "session": 0, "format": 1, "url": "wss://api.openai.com/v1/realtime?model=m",
+         "at": "", "handshake_ms": 1, "subprotocols": [], "protocol": None, "request_headers": {},
+         "status": 101, "response_headers": {}},
+        {"type": "message", "session": 0, "from": "client", "ms": 2, "text": json.dumps(
+            {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                          "content": [{"type": "input_text", "text": text}]}})},
+        {"type": "message", "session": 0, "from": "server", "ms": 3, "text": json.dumps(
+            {"type": "response.output_text.delta", "delta": answer})},
+        {"type": "close", "session": 0, "ms": 4, "code": 1000, "reason": "", "by": "client"},
+    ]) + "\n"
+
+
+def test_diff_on_folders_includes_cassettes_of_sessions_alone(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old / "sub", new / "sub"):
+        folder.mkdir(parents=True)
+    (old / "sub" / "talk.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "sub" / "talk.realtime.jsonl").write_text(sidecar_lines("hello", "Hello"))
+    (old / "same.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "same.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (old / "gone.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    # A cassette with HTTP exchanges in one folder, its sessions alone in the other.
+    source = next((ROOT.parent / "shared" / "corpus").rglob("*.yaml"))
+    (old / "mixed.yaml").write_bytes(source.read_bytes())
+    (old / "mixed.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "mixed.realtime.jsonl").write_text(sidecar_lines("hi", "Good day"))
+
+    differs = cli("diff", str(old), str(new))
+    assert differs.returncode == 1, differs.stderr
+    lines = differs.stdout.splitlines()
+    assert "gone.yaml cassette: missing" in lines, lines
+    assert any(line.startswith("sub/talk.yaml session 0 client message #0 (conversation.item.create): ")
+               for line in lines), lines
+    assert any(line.startswith("mixed.yaml session 0 assistant #0: ") and "Good day" in line for line in lines), lines
+    assert any(line.startswith("mixed.yaml ") and "missing" in line for line in lines
+               if "session" not in line), lines
+    assert not any(line.startswith("same.yaml") for line in lines), lines
+    assert cli("diff", str(old), str(old)).returncode == 0
+    # Folders of sessions alone, the same: 0, and the cassettes counted.
+    same = cli("diff", str(tmp_path / "old" / "sub"), str(tmp_path / "old" / "sub"))
+    assert same.returncode == 0 and same.stdout.strip().endswith("1 cassette compared"), same.stdout + same.stderr
