@@ -38,7 +38,7 @@ from proxy_addon.recording import Recorder, reroute  # noqa: E402
 from proxy_addon.relays import RAW, TUNNEL, WEBSOCKET, Relay, Relays  # noqa: E402
 from proxy_addon.connections import RAW_LAYERS, Closed, close_client_connection, wait_closed  # noqa: E402
 from proxy_addon.proxy_modes import ADDRESSED_ELSEWHERE, replay_mode_problem  # noqa: E402
-from proxy_addon.realtime.hooks import Realtime  # noqa: E402
+from proxy_addon.realtime.hooks import Realtime, is_upgrade as is_websocket_upgrade  # noqa: E402
 from proxy_addon.replay import TIMINGS, ReplayCassette  # noqa: E402
 from proxy_addon.request_view import RequestView, view_request  # noqa: E402
 from proxy_addon.responses import error_response, flow_error, json_response  # noqa: E402
@@ -652,7 +652,7 @@ class VcrProxy:
         except ValueError as error:
             flow.response = error_response(400, f"vcr-proxy: {FAULT_HEADER}: {error}")
             return None
-        if request.headers.get("upgrade", "").lower() == "websocket":
+        if is_websocket_upgrade(request.headers):
             return self._websocket(flow, mode)
         name = request.headers.pop(CASSETTE_HEADER, None) or self.session.cassette or ctx.options.vcr_cassette
         if telemetry_endpoint(self.telemetry, request.host, request.path) is not None:

@@ -281,6 +281,8 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
 
     from .drift import REQUESTS, SEVERITY, Change, CassetteDrift, compare, overall
     from .realtime.diff import compare_sessions
+    from .cassette import Cassette
+    from .realtime.format import SUFFIX
     from .realtime.format import read as read_sessions
     from .realtime.format import sidecar_path
     from .transcript import escape_controls
@@ -300,7 +302,15 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
             if problems:  # a FIFO or a device named like a cassette
                 _report(problems)
                 sys.exit(2)
-            return {str(f.relative_to(root)): f for f in files}
+            found = {str(f.relative_to(root)): f for f in files}
+            # A cassette of realtime sessions alone has a sidecar and no NAME.yaml: compared
+            # too (as `report` reads it), paired by that NAME.yaml.
+            for side in sorted(root.rglob("*" + SUFFIX)):
+                cassette = side.with_name(side.name[:-len(SUFFIX)] + ".yaml")
+                if (not side.name.startswith(".") and not cassette.exists()
+                        and not cassette.with_suffix(".yml").exists()):
+                    found.setdefault(str(cassette.relative_to(root)), cassette)
+            return found
         olds, news = relative(old_path), relative(new_path)
         names = sorted(set(olds) | set(news))
         if not names:
@@ -316,8 +326,10 @@ def diff(show_text: bool, as_json: bool, old: str, new: str) -> None:
             continue
         try:
             # A cassette of realtime sessions alone has no NAME.yaml: its sessions still compare.
+            # One side's HTTP exchanges against none on the other: each missing or added.
             if olds[name].exists() or news[name].exists():
-                drift = compare(name, load(olds[name]), load(news[name]))
+                drift = compare(name, *(load(path) if path.exists() else Cassette([])
+                                        for path in (olds[name], news[name])))
             else:
                 drift = CassetteDrift(name)
             drift.changes += compare_sessions(read_sessions(sidecar_path(olds[name])),

@@ -6,8 +6,10 @@ with the test certificate), speaking by path:
   as `conversation.item.created`, and on `response.create` either a function call (a user asks
   for the weather) or a text answer, each as timed deltas and a `response.done` with usage;
 - `/ws/...BidiGenerateContent`: Gemini Live's shape: `setupComplete`, then for each
-  `clientContent` turn the model's text in `serverContent` parts, `turnComplete`, usage; as
-  binary frames holding JSON, as Google sends them;
+  `clientContent` turn the model's text in `serverContent` parts, `turnComplete`, usage; a
+  turn asking for the weather in a session whose setup declared tools gets a `toolCall`
+  instead, and the `toolResponse` to it a text answer; as binary frames holding JSON, as
+  Google sends them;
 - `/v1/audio`: binary PCM16 frames answered with a binary frame (the frame reversed) and a
   text acknowledgement;
 - `/v1/echo`: every message sent back as it came (text as text, binary as binary), and the
@@ -44,6 +46,7 @@ class RealtimeUpstream:
         self.context.load_cert_chain(cert, key)
         self.handshakes: list[dict] = []
         self.received: list[str | bytes] = []
+        self.setups: dict[int, dict] = {}  # a Gemini session's setup message, by connection
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.ready = threading.Event()
@@ -172,16 +175,34 @@ class RealtimeUpstream:
             self.received.append(raw)
             message = json.loads(raw)
             if "setup" in message:
+                self.setups[id(websocket)] = message["setup"]
                 await websocket.send(json.dumps({"setupComplete": {}}).encode())
-            elif "clientContent" in message:
-                text = message["clientContent"]["turns"][-1]["parts"][0]["text"]
-                for piece in ["You ", "said: ", text]:
+            elif "clientContent" in message or "client_content" in message:  # proto JSON takes both
+                content = message.get("clientContent") or message["client_content"]
+                text = content["turns"][-1]["parts"][0]["text"]
+                if "weather" in text.lower() and "tools" in self.gemini_setup(websocket):
                     await asyncio.sleep(self.delay)
-                    await websocket.send(json.dumps(
-                        {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}}).encode())
-                await websocket.send(json.dumps({"serverContent": {"turnComplete": True}}).encode())
-                await websocket.send(json.dumps({"usageMetadata": {
-                    "promptTokenCount": 5, "responseTokenCount": 4, "totalTokenCount": 9}}).encode())
+                    await websocket.send(json.dumps({"toolCall": {"functionCalls": [
+                        {"id": "call_001", "name": "get_weather", "args": {"location": "Paris, France"}}]}}).encode())
+                    continue
+                await self._gemini_text(websocket, ["You ", "said: ", text])
+            elif "toolResponse" in message or "tool_response" in message:
+                answer = message.get("toolResponse") or message["tool_response"]
+                response = (answer.get("functionResponses") or answer["function_responses"])[0]["response"]
+                await self._gemini_text(websocket, ["It is ", f"{response['temperature_c']} degrees ",
+                                                    f"and {response['sky']} ", "in Paris."])
+
+    def gemini_setup(self, websocket) -> dict:
+        return self.setups.get(id(websocket), {})
+
+    async def _gemini_text(self, websocket, pieces: list[str]) -> None:
+        for piece in pieces:
+            await asyncio.sleep(self.delay)
+            await websocket.send(json.dumps(
+                {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}}).encode())
+        await websocket.send(json.dumps({"serverContent": {"turnComplete": True}}).encode())
+        await websocket.send(json.dumps({"usageMetadata": {
+            "promptTokenCount": 5, "responseTokenCount": 4, "totalTokenCount": 9}}).encode())
 
     # -- binary audio --
 

@@ -635,3 +635,136 @@ def test_node_ws_through_a_proxy_agent_recorded_and_replayed_offline(tmp_path, c
         assert node_audio(node_ws_client, replayer) == recorded
     finally:
         replayer.stop()
+
+
+# -- google-genai's own Live client --
+
+GEMINI_TOOLS = [{"function_declarations": [{
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "OBJECT", "properties": {"location": {"type": "STRING"}}}}]}]
+
+
+def genai_conversation() -> dict:
+    """Two turns with google-genai's Live client (`client.aio.live.connect`, which connects with
+    the `websockets` library: HTTPS_PROXY and SSL_CERT_FILE from the environment): text in and
+    out, then a function call, its response and the answer. What the SDK gave back."""
+    import asyncio
+
+    from google import genai
+    from google.genai import types
+
+    async def talk() -> dict:
+        client = genai.Client(api_key=GOOGLE_KEY)
+        seen: dict = {"messages": [], "text": [], "calls": [], "usage": []}
+        config = {"response_modalities": ["TEXT"], "tools": GEMINI_TOOLS}
+
+        async def turn(session) -> str:
+            text = ""
+            async for message in session.receive():
+                seen["messages"].append(message.model_dump(exclude_none=True))
+                if message.usage_metadata is not None:
+                    seen["usage"].append(message.usage_metadata.total_token_count)
+                if message.text:
+                    text += message.text
+                if message.tool_call:
+                    for call in message.tool_call.function_calls:
+                        seen["calls"].append((call.name, call.args, call.id))
+                        await session.send_tool_response(function_responses=[types.FunctionResponse(
+                            id=call.id, name=call.name, response={"temperature_c": 22, "sky": "sunny"})])
+            return text
+
+        async with client.aio.live.connect(model="gemini-live-2.5-flash", config=config) as session:
+            await session.send_client_content(turns={"role": "user", "parts": [{"text": "hello there"}]})
+            seen["text"].append(await turn(session))
+            await session.send_client_content(
+                turns={"role": "user", "parts": [{"text": "What's the weather in Paris?"}]})
+            seen["text"].append(await turn(session))
+        return seen
+
+    return asyncio.run(asyncio.wait_for(talk(), TIMEOUT))
+
+
+def test_google_genai_live_client_recorded_and_replayed_offline(tmp_path, certificate, upstream, through):
+    recorder = recording_proxy(tmp_path, certificate, upstream)
+    through(recorder)
+    try:
+        recorded = genai_conversation()
+    finally:
+        recorder.stop()
+    upstream.stop()  # offline from here on
+    assert recorded["text"] == ["You said: hello there", "It is 22 degrees and sunny in Paris."]
+    assert recorded["calls"] == [("get_weather", {"location": "Paris, France"}, "call_001")]
+    # The SDK's own URL (its API version, `//` after its base URL's slash), the key in a header.
+    (handshake,) = upstream.handshakes
+    assert handshake["path"].endswith(".GenerativeService.BidiGenerateContent")
+    assert handshake["headers"]["x-goog-api-key"] == GOOGLE_KEY
+    (session,) = sidecar.read(tmp_path / "cassettes" / "default.realtime.jsonl")
+    assert session.url.startswith("wss://generativelanguage.googleapis.com/")
+    assert session.url.endswith(".GenerativeService.BidiGenerateContent")
+    # The SDK sends snake_case field names, which the API takes as well as camelCase.
+    sent = [next(iter(json.loads(m.data))) for m in session.client_messages]
+    assert sent == ["setup", "client_content", "client_content", "tool_response"]
+    shown = show(tmp_path / "cassettes" / "default.yaml")
+    assert "    > user: hello there\n" in shown
+    assert "    < assistant: You said: hello there\n" in shown
+    assert '    < tool call: get_weather({"location": "Paris, France"})  [call_001]\n' in shown
+    assert '    > tool [call_001]: {"temperature_c": 22, "sky": "sunny"}\n' in shown
+    assert "    < assistant: It is 22 degrees and sunny in Paris.\n" in shown
+
+    replayer = replaying_proxy(tmp_path)
+    through(replayer)
+    try:
+        replayed = genai_conversation()
+    finally:
+        replayer.stop()
+    assert replayed == recorded
+    no_secret_on_disk(tmp_path, GOOGLE_KEY)
+    assert GOOGLE_KEY not in recorder.output() and GOOGLE_KEY not in replayer.output()
+
+
+# -- diff on folders: cassettes of realtime sessions alone (a sidecar, no NAME.yaml) --
+
+def sidecar_lines(text: str, answer: str) -> str:
+    """A hand-written session: the client says `text`, the server answers `answer`."""
+    return "\n".join(json.dumps(line) for line in [
+        {"type": "open", "session": 0, "format": 1, "url": "wss://api.openai.com/v1/realtime?model=m",
+         "at": "", "handshake_ms": 1, "subprotocols": [], "protocol": None, "request_headers": {},
+         "status": 101, "response_headers": {}},
+        {"type": "message", "session": 0, "from": "client", "ms": 2, "text": json.dumps(
+            {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                          "content": [{"type": "input_text", "text": text}]}})},
+        {"type": "message", "session": 0, "from": "server", "ms": 3, "text": json.dumps(
+            {"type": "response.output_text.delta", "delta": answer})},
+        {"type": "close", "session": 0, "ms": 4, "code": 1000, "reason": "", "by": "client"},
+    ]) + "\n"
+
+
+def test_diff_on_folders_includes_cassettes_of_sessions_alone(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old / "sub", new / "sub"):
+        folder.mkdir(parents=True)
+    (old / "sub" / "talk.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "sub" / "talk.realtime.jsonl").write_text(sidecar_lines("hello", "Hello"))
+    (old / "same.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "same.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (old / "gone.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    # A cassette with HTTP exchanges in one folder, its sessions alone in the other.
+    source = next((ROOT.parent / "shared" / "corpus").rglob("*.yaml"))
+    (old / "mixed.yaml").write_bytes(source.read_bytes())
+    (old / "mixed.realtime.jsonl").write_text(sidecar_lines("hi", "Hello"))
+    (new / "mixed.realtime.jsonl").write_text(sidecar_lines("hi", "Good day"))
+
+    differs = cli("diff", str(old), str(new))
+    assert differs.returncode == 1, differs.stderr
+    lines = differs.stdout.splitlines()
+    assert "gone.yaml cassette: missing" in lines, lines
+    assert any(line.startswith("sub/talk.yaml session 0 client message #0 (conversation.item.create): ")
+               for line in lines), lines
+    assert any(line.startswith("mixed.yaml session 0 assistant #0: ") and "Good day" in line for line in lines), lines
+    assert any(line.startswith("mixed.yaml ") and "missing" in line for line in lines
+               if "session" not in line), lines
+    assert not any(line.startswith("same.yaml") for line in lines), lines
+    assert cli("diff", str(old), str(old)).returncode == 0
+    # Folders of sessions alone, the same: 0, and the cassettes counted.
+    same = cli("diff", str(tmp_path / "old" / "sub"), str(tmp_path / "old" / "sub"))
+    assert same.returncode == 0 and same.stdout.strip().endswith("1 cassette compared"), same.stdout + same.stderr

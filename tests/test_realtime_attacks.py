@@ -275,3 +275,167 @@ def test_replay_answers_every_upgrade_itself_and_survives_rude_clients(tmp_path)
     assert bait.accepted == 0
     output = proxy.output()
     assert "Traceback" not in output and "Task was destroyed" not in output
+
+
+# -- upgrades as HTTP allows them: list-valued headers; a 101 in a go-vcr cassette --
+
+def raw_upgrade(proxy: Proxy, headers: list[tuple[str, str]], path: str = "/v1/echo"):
+    """A handshake sent by hand through the proxy (CONNECT, TLS): the response's head, and the
+    TLS socket with what followed it."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", int(proxy.url.rsplit(":", 1)[1])), timeout=TIMEOUT)
+    sock.sendall(b"CONNECT speech.example.com:443 HTTP/1.1\r\nHost: speech.example.com:443\r\n\r\n")
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 200")
+    tls = client_context(proxy).wrap_socket(sock, server_hostname="speech.example.com")
+    lines = [f"GET {path} HTTP/1.1", "Host: speech.example.com"] + [f"{n}: {v}" for n, v in headers]
+    tls.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), tls, rest
+
+
+def websocket_headers(upgrade: str, connection: str) -> list[tuple[str, str]]:
+    import base64
+    import os
+    return [("Upgrade", upgrade), ("Connection", connection),
+            ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode()), ("Sec-WebSocket-Version", "13")]
+
+
+def echo_over(tls, rest: bytes) -> list:
+    """Over a raw WebSocket (wsproto as the client): the first message, then "a" sent and its
+    echo; what came back."""
+    from wsproto import ConnectionType
+    from wsproto.connection import Connection
+    from wsproto.events import CloseConnection, Message, TextMessage
+
+    connection = Connection(ConnectionType.CLIENT)
+    connection.receive_data(rest)
+    seen: list = []
+    sent = False
+    while len(seen) < 2:
+        for event in connection.events():
+            if isinstance(event, Message):
+                seen.append(event.data)
+            elif isinstance(event, CloseConnection):
+                return seen + [("close", event.code)]
+        if seen and not sent:
+            tls.sendall(connection.send(TextMessage("a")))
+            sent = True
+        if len(seen) < 2:
+            data = tls.recv(65536)
+            if not data:
+                return seen + ["eof"]
+            connection.receive_data(data)
+    tls.sendall(connection.send(CloseConnection(1000)))
+    return seen
+
+
+@pytest.mark.parametrize("upgrade, connection", [
+    ("websocket, foo", "Upgrade"),
+    ("foo, WebSocket", "keep-alive, Upgrade"),
+    ("websocket/13", "Upgrade, keep-alive"),
+    ("websocket", "keep-alive, Upgrade"),
+])
+def test_list_valued_upgrade_headers_are_websocket_upgrades(tmp_path, upgrade, connection):
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "default.realtime.jsonl").write_text(echo_sidecar(1))
+    proxy = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com", vcr_timing="none")
+    try:
+        head, tls, rest = raw_upgrade(proxy, websocket_headers(upgrade, connection), "/v1/echo")
+        assert head.startswith("HTTP/1.1 101 "), head
+        assert "replayed " in head and "default.realtime.jsonl#session 0" in head
+        assert echo_over(tls, rest) == ["hello", "a"]
+        tls.close()
+    finally:
+        proxy.stop()
+    assert "Traceback" not in proxy.output()
+
+
+def test_a_101_replayed_from_a_go_vcr_cassette_never_breaks_the_connection(tmp_path):
+    from proxy_addon.cassette import Cassette, Interaction, Request, Response
+
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    # What go-vcr records of a WebSocket: the handshake as an HTTP exchange, no messages.
+    switch = Interaction(0, Request(body="", url="https://speech.example.com/v1/echo", method="GET",
+                                    headers={"Upgrade": ["websocket"], "Connection": ["Upgrade"],
+                                             "Sec-Websocket-Version": ["13"]}),
+                         Response(body="", headers={"Upgrade": ["websocket"], "Connection": ["Upgrade"],
+                                                    "Sec-Websocket-Accept": ["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]},
+                                  status="101 Switching Protocols", code=101, duration=1_000_000))
+    (folder / "default.yaml").write_text(Cassette([switch]).dumps())
+    proxy = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com", vcr_allow_repeats="true")
+    try:
+        # A WebSocket handshake whose Upgrade names no WebSocket (mitmproxy's own test reads
+        # only the 101's): an HTTP request, matched by the recorded 101.
+        head, tls, rest = raw_upgrade(proxy, websocket_headers("foo", "Upgrade"))
+        assert head.startswith("HTTP/1.1 501 "), head
+        tls.close()
+        # A plain GET: the same answer, and the connection still serves the next request.
+        with proxy.client() as client:
+            for _ in range(2):
+                answer = client.get("https://speech.example.com/v1/echo")
+                assert answer.status_code == 501
+                assert "HTTP 101 (Switching Protocols) recorded as an HTTP exchange" in answer.text
+                assert "default.yaml#0" in answer.text
+        # And a real WebSocket upgrade is a realtime session: no sidecar, a 404 miss.
+        with pytest.raises(Exception) as refused:
+            connect("wss://speech.example.com/v1/echo", ssl=client_context(proxy), proxy=proxy.url,
+                    open_timeout=TIMEOUT)
+        assert "404" in str(refused.value)
+    finally:
+        proxy.stop()
+    output = proxy.output()
+    assert "Traceback" not in output and "KeyError" not in output
+    assert proxy.process.returncode == 0
+
+
+# -- client messages past the recording: what the recording still holds is sent first --
+
+def tail_sidecar(by: str) -> str:
+    """A session whose last answer is paced a second after the client's last message, then
+    closed by `by`."""
+    lines = [open_line(0, "tail"), message_line(0, "server", 1, text="hello"),
+             message_line(0, "client", 10, text="a"), message_line(0, "server", 12, text="a"),
+             message_line(0, "server", 1010, text="late answer")]
+    close = json.loads(close_line(0, 1011, 1000, "bye"))
+    close["by"] = by
+    return "\n".join(lines + [json.dumps(close)]) + "\n"
+
+
+@pytest.mark.parametrize("by", ["server", "client"])
+def test_client_messages_past_the_recording_still_get_its_remaining_server_messages(tmp_path, by):
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    (folder / "default.realtime.jsonl").write_text(tail_sidecar(by))
+    proxy = replaying_proxy(tmp_path, vcr_hosts="+speech.example.com", vcr_timing="events")
+    try:
+        with connect(HOSTILE_URL + "tail", ssl=client_context(proxy), proxy=proxy.url,
+                     open_timeout=TIMEOUT) as websocket:
+            websocket.send("a")
+            websocket.send("more")  # the recording holds no such message: sent at once
+            seen = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    seen.append(websocket.recv(TIMEOUT))
+    finally:
+        proxy.stop()
+    assert seen[:3] == ["hello", "a", "late answer"], seen
+    if by == "server":  # the server was closing: the recorded close, nothing more
+        assert seen == ["hello", "a", "late answer"]
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "bye")
+        assert "no match" not in proxy.output()
+    else:  # a message the recording never had: a miss, once the recording is played out
+        assert closed.value.rcvd.code == 1008 and "no match" in closed.value.rcvd.reason
+        assert "client message #1 (text): the recording holds 1 client message(s)" in proxy.output()
+    assert "Traceback" not in proxy.output()

@@ -49,6 +49,14 @@ def _match_url(url: str) -> str:
     return normalized_url(url)
 
 
+def is_upgrade(headers: http.Headers) -> bool:
+    """Whether a request asks to switch to WebSocket: `websocket` among the protocols of its
+    Upgrade header(s), a comma-separated list in any case (`Upgrade: websocket, foo`,
+    `WebSocket/13`), whatever its Connection header lists beside `Upgrade`."""
+    return any(token.split("/", 1)[0].strip().lower() == "websocket"
+               for value in headers.get_all("upgrade") for token in value.split(","))
+
+
 def error_event_protocol(host: str, path: str) -> bool:
     """Whether the API speaks OpenAI Realtime's events (which has an error event)."""
     host = host.lower().rstrip(".")
@@ -261,19 +269,42 @@ class Realtime:
             return
         self.replaying[flow] = plan
         # Played by the in-process player: a new connection with no `via`, so an upstream proxy
-        # (mode=upstream:...) never sees it either.
+        # (mode=upstream:...) never sees it either. Its handshake (wsproto) wants the plain
+        # headers: `Upgrade: websocket, foo` or `Connection: keep-alive, Upgrade` say as much.
+        request.headers["Upgrade"] = "websocket"
+        request.headers["Connection"] = "Upgrade"
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.player.port
         request.path = self.player.add(plan)
         flow.server_conn = connection.Server(address=("127.0.0.1", self.player.port))
 
     def response(self, flow: http.HTTPFlow) -> None:
-        """An upgrade's answer: a refusal (not 101) is the whole session, recorded so."""
+        """An upgrade's answer: a refusal (not 101) is the whole session, recorded so. And a
+        101 replayed from a go-vcr cassette: never sent (there is nothing to switch to)."""
+        response = flow.response
+        if response is not None and response.status_code == 101 and flow.metadata.get("vcr_replay"):
+            self._recorded_switch(flow)
+            return
         if not self.recordings:  # every HTTP response comes here: most at once
             return
         recording: SessionRecording | None = self.recordings.get(flow)
         if recording is not None and flow.response is not None and flow.response.status_code != 101:
             del self.recordings[flow]
             recording.refused(flow)
+
+    def _recorded_switch(self, flow: http.HTTPFlow) -> None:
+        """A `101 Switching Protocols` recorded as an HTTP exchange (go-vcr keeps a WebSocket's
+        handshake and none of its messages) and matched: sent, it would leave the client's
+        connection switched to a WebSocket with no server behind it (mitmproxy failed on it
+        with a KeyError). An error instead, a miss like any other."""
+        request = flow.request
+        source = (flow.response.headers.get("X-Vcr-Proxy") or "replayed a recording").removeprefix("replayed ")
+        shown = f"{request.method} {scrub_line(request.pretty_url)}"
+        message = (f"vcr-proxy: {shown}: {source} is an HTTP 101 (Switching Protocols) recorded as an "
+                   "HTTP exchange, without the messages that followed it: it cannot be replayed; "
+                   "record the WebSocket session again with vcr-proxy (NAME.realtime.jsonl)")
+        self._miss(shown, message)
+        flow.websocket = None
+        flow.response = flow_error(flow, 501, message)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """An upgrade that got no answer (the upstream unreachable): nothing to record."""

@@ -118,6 +118,7 @@ class Playback:
         self.arrival: list[float] = [0.0] * len(self.recorded_client)
         self.start = 0.0
         self.closed = False  # a close frame was sent
+        self.sender: asyncio.Task | None = None  # plays the server's side
         self.last_client_event_id: str | None = None
 
     def _send(self, event) -> None:
@@ -136,7 +137,7 @@ class Playback:
         self._send(AcceptConnection(subprotocol=protocol, extra_headers=extra))
         await self.writer.drain()
         self.start = time.monotonic()
-        sender = asyncio.create_task(self._play_server())
+        sender = self.sender = asyncio.create_task(self._play_server())
         try:
             await self._receive()
         finally:
@@ -252,6 +253,16 @@ class Playback:
             except (ValueError, AttributeError, RecursionError):
                 self.last_client_event_id = None
         if index >= len(self.recorded_client):
+            # Past the recording: what it still holds for the client is sent first (the server
+            # messages after the last client message, paced, and a close the server made).
+            if self.sender is not None:
+                await asyncio.shield(self.sender)
+            if self.closed or self.writer.is_closing():
+                # The server closed the session as recorded: nothing would have answered this.
+                log.info(f"vcr-proxy: WebSocket {plan.url}: {plan.label}: client message #{index} "
+                         f"({kind(sent)}) after the recorded close, dropped")
+                await self._await_close()
+                return False
             problem = (f"client message #{index} ({kind(sent)}): the recording holds "
                        f"{len(self.recorded_client)} client message(s), all already matched")
         else:
@@ -279,7 +290,12 @@ class Playback:
         self.closed = True
         self._send(CloseConnection(POLICY_VIOLATION, truncate_reason(message)))
         await self.writer.drain()
-        # Let the client answer the close (it then sees a clean close), but never wait long.
+        await self._await_close()
+
+    async def _await_close(self) -> None:
+        """Let the client answer the close (it then sees a clean close), but never wait long."""
+        if self.writer.is_closing():
+            return
         try:
             await asyncio.wait_for(self._drain_close(), 2.0)
         except (TimeoutError, ConnectionError, RemoteProtocolError):

@@ -103,14 +103,20 @@ def conversation(session: Session) -> list[Turn]:
                     turns.append(Turn(ms, ">", "tool", f"[{item.get('call_id')}]: {item.get('output')}"))
             elif kind == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
                 _add_audio(audio[True], event["audio"], ms)
-            elif isinstance(event.get("clientContent"), dict):
+            elif isinstance(_gemini(event, "clientContent"), dict):
                 flush()
-                for turn in event["clientContent"].get("turns") or []:
+                for turn in _gemini(event, "clientContent").get("turns") or []:
                     if isinstance(turn, dict):
                         parts = [p.get("text", "") for p in turn.get("parts") or [] if isinstance(p, dict)]
                         turns.append(Turn(ms, ">", str(turn.get("role", "user")), "".join(map(str, parts))))
-            elif isinstance(event.get("realtimeInput"), dict):
-                media = event["realtimeInput"].get("audio") or {}
+            elif isinstance(_gemini(event, "toolResponse"), dict):
+                flush()
+                for answer in _gemini(_gemini(event, "toolResponse"), "functionResponses") or []:
+                    if isinstance(answer, dict):
+                        turns.append(Turn(ms, ">", "tool", f"[{answer.get('id')}]: "
+                                                           f"{json.dumps(answer.get('response'))}"))
+            elif isinstance(_gemini(event, "realtimeInput"), dict):
+                media = _gemini(event, "realtimeInput").get("audio") or {}
                 if isinstance(media, dict) and isinstance(media.get("data"), str):
                     _add_audio(audio[True], media["data"], ms)
             continue
@@ -168,6 +174,14 @@ def conversation(session: Session) -> list[Turn]:
         turns.append(Turn(session.messages[-1].ms if session.messages else 0.0, " ", "close",
                           "cut off (no close recorded)"))
     return turns
+
+
+def _gemini(event: dict, field: str):
+    """A Gemini Live field by its proto JSON name, camelCase or snake_case: the API takes both
+    and google-genai's Live client sends `client_content` and `tool_response`."""
+    if field in event:
+        return event[field]
+    return event.get("".join(f"_{c.lower()}" if c.isupper() else c for c in field))
 
 
 def _add_audio(counts: list, data: str, ms: float) -> None:
