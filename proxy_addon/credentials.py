@@ -383,10 +383,10 @@ class Scrubber:
             member = _MEMBER_BYTES.match(data, _opening_quote(data, closing))
             if member is None or member.end(1) != closing:
                 continue
-            try:
-                name = json.loads(b'"' + member.group(1) + b'"')
-                value = json.loads(b'"' + member.group(2) + b'"')
-            except (ValueError, UnicodeDecodeError):
+            try:  # not UTF-8 (a Latin-1 password, a stray byte): read all the same
+                name = json.loads('"' + member.group(1).decode("utf-8", "replace") + '"')
+                value = json.loads('"' + member.group(2).decode("utf-8", "replace") + '"')
+            except ValueError:
                 continue
             if value not in ("", MARKER) and is_credential_field(name, value):
                 self.secrets.add(value)
