@@ -421,6 +421,9 @@ class Scrubber:
         for start, end in names:  # a key shape or an echo inside a name the scan took whole
             places += [(match.start(), match.end(), _SHAPE_NAMES.index(shape_name(match)))
                        for match in _KEY_SHAPES_BYTES.finditer(data, start, end)]
+            # ... or right after it (`?jwt=eyJ...`): the scan took the `=` a shape stands after
+            if (after := _KEY_SHAPES_BYTES.match(data, end)) is not None:
+                places.append((after.start(), after.end(), _SHAPE_NAMES.index(shape_name(after))))
             places += [(at, at + len(echo), None) for echo in echoes
                        if (at := data.find(echo, start, end)) >= 0]
         new = self.secrets.values - known
