@@ -27,7 +27,11 @@ def _compile(pattern: bytes):
 # closing quote and the colon of a JSON member.
 _FIELD_WORDS = (b"key", b"token", b"secret", b"pass", b"auth", b"credential", b"cookie",
                 b"signature", b"bearer", b"session", b"private")
-FIELD_NAME = rb'(?i:' + b"|".join(_FIELD_WORDS) + rb')(?:[^"\\\r\n]|\\.)*"[ \t\n\r\f\v]*:'
+# A name may also spell its word with an escape (`"api_\\u006bey"`) or a character that
+# lower-casing or dropping makes one (a Kelvin sign, a soft hyphen): those names are candidates
+# from their first escape or non-ASCII byte.
+FIELD_NAME = (rb'(?:(?i:' + b"|".join(_FIELD_WORDS) + rb')|\\u|[\x80-\xff])'
+              rb'(?:[^"\\\r\n]|\\.)*"[ \t\n\r\f\v]*:')
 # A query string's pair, up to its `=`, after `?`, `&`, `;`, or JSON's `\u0026`.
 QUERY_NAME = rb'(?:[?&;]|\\u0026)[\w.%+*~\[\]-]{1,64}='
 _BY_NAME = _compile(b"(" + FIELD_NAME + b")|" + QUERY_NAME)
