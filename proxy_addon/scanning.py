@@ -85,7 +85,20 @@ def by_value(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
             found.append((match.start(1), match.end(), None))
         else:
             found.append((match.start(group), match.end(), group - first_shape))
-    return found
+    return found + _crossing(data, found, echoes)
+
+
+def _crossing(data: bytes, places, echoes: tuple[bytes, ...]):
+    """Echoes that start inside a key shape and end after it (a shape's letters run on into a
+    known value): the scan went on from the shape's end, past the echo's start."""
+    crossing = []
+    for start, end, shape in places:
+        if shape is not None:
+            for echo in echoes:
+                at = data.find(echo, max(start, end - len(echo) + 1), end - 1 + len(echo))
+                if at >= 0:
+                    crossing.append((at, at + len(echo), None))
+    return crossing
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,7 +130,7 @@ def at_once(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
             places.append((match.start(1), match.end(), None))
         else:
             places.append((match.start(group), match.end(), group - first_shape))
-    return fields, queries, places, names
+    return fields, queries, places + _crossing(data, places, echoes), names
 
 
 @functools.lru_cache(maxsize=64)
