@@ -117,3 +117,24 @@ def test_through_the_proxy_no_such_credential_reaches_a_file_or_the_log(tmp_path
         for path in tmp_path.rglob("*"):
             if path.is_file() and "mitmproxy" not in path.parts:
                 assert not _leaks(path.read_bytes(), secret), path
+
+
+def test_overlapping_echoes_are_scrubbed_whole_wherever_they_stand():
+    from proxy_addon.credentials import Scrubber, Secrets
+    inner, outer = "aaaaaaaaBB", "X" + "aaaaaaaaBB" + "CCCCCCCCCC"  # one inside the other, shifted
+    first, second = "Xaaaaaaaa", "aaaaaaaaBBBBBBBBB"  # the shorter starts first
+    for secrets_, text in (((inner, outer), outer + " tail"), ((inner, outer), "say " + outer),
+                           ((first, second), "Xaaaaaaaa" + "BBBBBBBBB"),
+                           ((first, second), "say Xaaaaaaaa" + "BBBBBBBBB")):
+        secrets = Secrets()
+        for value in secrets_:
+            secrets.add(value)
+        for value in (text, text.encode()):
+            scrubbed = Scrubber(secrets).text(value, "response header x")
+            assert not any(_leaks(scrubbed, secret) for secret in secrets_), scrubbed
+
+
+def test_an_echo_repeated_inside_a_credential_name_is_scrubbed_each_time():
+    echo = "hunter2hunter2xyz"
+    body = ('{"token ' + echo + ' ' + echo + '": 1}').encode()
+    assert not _leaks(_request(body, [("X-Api-Key", echo)]), echo)
