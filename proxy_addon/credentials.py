@@ -424,8 +424,8 @@ class Scrubber:
             # ... or right after it (`?jwt=eyJ...`): the scan took the `=` a shape stands after
             if (after := _KEY_SHAPES_BYTES.match(data, end)) is not None:
                 places.append((after.start(), after.end(), _SHAPE_NAMES.index(shape_name(after))))
-            places += [(at, at + len(echo), None) for echo in echoes
-                       if (at := data.find(echo, start, end)) >= 0]
+            places += [(start + at, start + end_, None)
+                       for at, end_ in scanning.echo_places(data[start:end], echoes)]
         new = self.secrets.values - known
         if new:  # values found by name just now: replaced wherever else they stand in the body
             self._echoes = None

@@ -89,15 +89,15 @@ def by_value(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
 
 
 def _crossing(data: bytes, places, echoes: tuple[bytes, ...]):
-    """Echoes that start inside a key shape and end after it (a shape's letters run on into a
-    known value): the scan went on from the shape's end, past the echo's start."""
+    """Echoes that cross the end of a place found (a shape's letters run on into a known value,
+    or two known values overlap): the scan went on from that end, past the echo's start, and
+    at a place takes the value that starts first, not the longest."""
     crossing = []
-    for start, end, shape in places:
-        if shape is not None:
-            for echo in echoes:
-                at = data.find(echo, max(start, end - len(echo) + 1), end - 1 + len(echo))
-                if at >= 0:
-                    crossing.append((at, at + len(echo), None))
+    for _, end, _ in places:
+        for echo in echoes:
+            at = data.find(echo, max(0, end - len(echo) + 1), end - 1 + len(echo))
+            if at >= 0:
+                crossing.append((at, at + len(echo), None))
     return crossing
 
 
