@@ -383,10 +383,10 @@ class Scrubber:
             member = _MEMBER_BYTES.match(data, _opening_quote(data, closing))
             if member is None or member.end(1) != closing:
                 continue
-            try:
-                name = json.loads(b'"' + member.group(1) + b'"')
-                value = json.loads(b'"' + member.group(2) + b'"')
-            except (ValueError, UnicodeDecodeError):
+            try:  # not UTF-8 (a Latin-1 password, a stray byte): read all the same
+                name = json.loads('"' + member.group(1).decode("utf-8", "replace") + '"')
+                value = json.loads('"' + member.group(2).decode("utf-8", "replace") + '"')
+            except ValueError:
                 continue
             if value not in ("", MARKER) and is_credential_field(name, value):
                 self.secrets.add(value)
@@ -421,8 +421,11 @@ class Scrubber:
         for start, end in names:  # a key shape or an echo inside a name the scan took whole
             places += [(match.start(), match.end(), _SHAPE_NAMES.index(shape_name(match)))
                        for match in _KEY_SHAPES_BYTES.finditer(data, start, end)]
-            places += [(at, at + len(echo), None) for echo in echoes
-                       if (at := data.find(echo, start, end)) >= 0]
+            # ... or right after it (`?jwt=eyJ...`): the scan took the `=` a shape stands after
+            if (after := _KEY_SHAPES_BYTES.match(data, end)) is not None:
+                places.append((after.start(), after.end(), _SHAPE_NAMES.index(shape_name(after))))
+            places += [(start + at, start + end_, None)
+                       for at, end_ in scanning.echo_places(data[start:end], echoes)]
         new = self.secrets.values - known
         if new:  # values found by name just now: replaced wherever else they stand in the body
             self._echoes = None

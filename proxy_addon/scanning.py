@@ -27,7 +27,11 @@ def _compile(pattern: bytes):
 # closing quote and the colon of a JSON member.
 _FIELD_WORDS = (b"key", b"token", b"secret", b"pass", b"auth", b"credential", b"cookie",
                 b"signature", b"bearer", b"session", b"private")
-FIELD_NAME = rb'(?i:' + b"|".join(_FIELD_WORDS) + rb')(?:[^"\\\r\n]|\\.)*"[ \t\n\r\f\v]*:'
+# A name may also spell its word with an escape (`"api_\\u006bey"`) or a character that
+# lower-casing or dropping makes one (a Kelvin sign, a soft hyphen): those names are candidates
+# from their first escape or non-ASCII byte.
+FIELD_NAME = (rb'(?:(?i:' + b"|".join(_FIELD_WORDS) + rb')|\\u|[\x80-\xff])'
+              rb'(?:[^"\\\r\n]|\\.)*"[ \t\n\r\f\v]*:')
 # A query string's pair, up to its `=`, after `?`, `&`, `;`, or JSON's `\u0026`.
 QUERY_NAME = rb'(?:[?&;]|\\u0026)[\w.%+*~\[\]-]{1,64}='
 _BY_NAME = _compile(b"(" + FIELD_NAME + b")|" + QUERY_NAME)
@@ -81,7 +85,20 @@ def by_value(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
             found.append((match.start(1), match.end(), None))
         else:
             found.append((match.start(group), match.end(), group - first_shape))
-    return found
+    return found + _crossing(data, found, echoes)
+
+
+def _crossing(data: bytes, places, echoes: tuple[bytes, ...]):
+    """Echoes that cross the end of a place found (a shape's letters run on into a known value,
+    or two known values overlap): the scan went on from that end, past the echo's start, and
+    at a place takes the value that starts first, not the longest."""
+    crossing = []
+    for _, end, _ in places:
+        for echo in echoes:
+            at = data.find(echo, max(0, end - len(echo) + 1), end - 1 + len(echo))
+            if at >= 0:
+                crossing.append((at, at + len(echo), None))
+    return crossing
 
 
 @functools.lru_cache(maxsize=64)
@@ -113,7 +130,7 @@ def at_once(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
             places.append((match.start(1), match.end(), None))
         else:
             places.append((match.start(group), match.end(), group - first_shape))
-    return fields, queries, places, names
+    return fields, queries, places + _crossing(data, places, echoes), names
 
 
 @functools.lru_cache(maxsize=64)
