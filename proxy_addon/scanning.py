@@ -57,15 +57,17 @@ def by_name(data: bytes) -> tuple[list[int], list[int]]:
 
 
 @functools.lru_cache(maxsize=64)  # one per set of credential values: the same key, request after request
-def _by_value(echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
+def _pattern(echoes: tuple[bytes, ...], shapes: tuple[bytes, ...], names: bool):
     # Not inside a longer word (credentials.KEY_SHAPES's look-behind, which RE2 does not have):
     # the character before is matched instead, and the shape is the group after it.
-    shaped = b"(?:^|[^A-Za-z0-9_-])(?:" + b"|".join(b"(" + shape + b")" for shape in shapes) + b")"
-    if not echoes:
-        return _compile(shaped)
-    # An echo is often a key shape too, and it is named as an echo: it may start one character
-    # early as well, so that it is found where the shape would be.
-    return _compile(b"(?s:.)?(" + b"|".join(_literal(echo) for echo in echoes) + b")|" + shaped)
+    pattern = b"(?:^|[^A-Za-z0-9_-])(?:" + b"|".join(b"(" + shape + b")" for shape in shapes) + b")"
+    if echoes:
+        # An echo is often a key shape too, and it is named as an echo: it may start one
+        # character early as well, so that it is found where the shape would be.
+        pattern = b"(?s:.)?(" + b"|".join(_literal(echo) for echo in echoes) + b")|" + pattern
+    if names:
+        pattern += b"|(" + FIELD_NAME + b")|(" + QUERY_NAME + b")"
+    return _compile(pattern)
 
 
 def _literal(value: bytes) -> bytes:
@@ -77,15 +79,34 @@ def by_value(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
     """Each place an echo (a known credential value, `echoes` longest first) or a key shape
     stands, left to right: (start, end, None) for an echo, (start, end, index in `shapes`)
     for a shape."""
+    return _scan(data, echoes, shapes, False)[2]
+
+
+def at_once(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
+    """by_name and by_value in one pass, for a request body whose known credentials are
+    `echoes`: (field quotes, query starts, places as by_value gives them, and the spans of the
+    names found, in which a key shape or an echo may also stand)."""
+    return _scan(data, echoes, shapes, True)
+
+
+def _scan(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...], names: bool):
     first_shape = 2 if echoes else 1
-    found = []
-    for match in _by_value(echoes, shapes).finditer(data):
+    field_group, query_group = first_shape + len(shapes), first_shape + len(shapes) + 1
+    fields, queries, places, spans = [], [], [], []
+    for match in _pattern(echoes, shapes, names).finditer(data):
         group = match.lastindex
-        if group < first_shape:
-            found.append((match.start(1), match.end(), None))
+        if group == field_group:
+            fields.append(data.rindex(b'"', match.start(), match.end()))
+            spans.append(match.span())
+        elif group == query_group:
+            start = match.start()
+            queries.append(start + (1 if data[start:start + 1] in b"?&;" else 6))
+            spans.append(match.span())
+        elif group < first_shape:
+            places.append((match.start(1), match.end(), None))
         else:
-            found.append((match.start(group), match.end(), group - first_shape))
-    return found + _crossing(data, found, echoes)
+            places.append((match.start(group), match.end(), group - first_shape))
+    return fields, queries, places + _crossing(data, places, echoes), spans
 
 
 def _crossing(data: bytes, places, echoes: tuple[bytes, ...]):
@@ -99,38 +120,6 @@ def _crossing(data: bytes, places, echoes: tuple[bytes, ...]):
             if at >= 0:
                 crossing.append((at, at + len(echo), None))
     return crossing
-
-
-@functools.lru_cache(maxsize=64)
-def _at_once(echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
-    shaped = b"(?:^|[^A-Za-z0-9_-])(?:" + b"|".join(b"(" + shape + b")" for shape in shapes) + b")"
-    named = b"|(" + FIELD_NAME + b")|(" + QUERY_NAME + b")"
-    if not echoes:
-        return _compile(shaped + named)
-    return _compile(b"(?s:.)?(" + b"|".join(_literal(echo) for echo in echoes) + b")|" + shaped + named)
-
-
-def at_once(data: bytes, echoes: tuple[bytes, ...], shapes: tuple[bytes, ...]):
-    """by_name and by_value in one pass, for a request body whose known credentials are
-    `echoes`: (field quotes, query starts, places as by_value gives them, and the spans of the
-    names found, in which a key shape or an echo may also stand)."""
-    first_shape = 2 if echoes else 1
-    field_group, query_group = first_shape + len(shapes), first_shape + len(shapes) + 1
-    fields, queries, places, names = [], [], [], []
-    for match in _at_once(echoes, shapes).finditer(data):
-        group = match.lastindex
-        if group == field_group:
-            fields.append(data.rindex(b'"', match.start(), match.end()))
-            names.append(match.span())
-        elif group == query_group:
-            start = match.start()
-            queries.append(start + (1 if data[start:start + 1] in b"?&;" else 6))
-            names.append(match.span())
-        elif group < first_shape:
-            places.append((match.start(1), match.end(), None))
-        else:
-            places.append((match.start(group), match.end(), group - first_shape))
-    return fields, queries, places + _crossing(data, places, echoes), names
 
 
 @functools.lru_cache(maxsize=64)
