@@ -23,8 +23,7 @@ from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
-from proxy_addon import body_limit, display, filters  # noqa: E402
-from proxy_addon import collector  # noqa: E402
+from proxy_addon import body_limit, collector, display, filters  # noqa: E402
 from proxy_addon.background import read_off_loop  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
@@ -607,7 +606,8 @@ class VcrProxy:
     def request(self, flow: http.HTTPFlow):
         if flow.response is not None:
             return None
-        if len(flow.request.raw_content or b"") >= OFF_LOOP_BODY:
+        if (len(flow.request.raw_content or b"") >= OFF_LOOP_BODY
+                and self.routes.handles(flow.request.host, self.mode)):
             return self._route_large(flow)
         try:
             result = self._route(flow)
