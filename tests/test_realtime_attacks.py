@@ -5,8 +5,6 @@ Real mitmproxy, real clients (the `websockets` library, raw sockets), real local
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -15,10 +13,9 @@ from websockets.sync.client import connect
 from proxy_addon.realtime import format as sidecar
 
 from .proxy import Proxy
-from .realtime_upstream import EPHEMERAL_SECRET, RealtimeUpstream
-from .test_realtime import (TIMEOUT, client_context, no_secret_on_disk, recording_proxy,
-                            replaying_proxy)
-from .upstream import make_certificate
+from .realtime_upstream import EPHEMERAL_SECRET
+from .test_realtime import (TIMEOUT, certificate, client_context, no_secret_on_disk,  # noqa: F401
+                            recording_proxy, replaying_proxy, upstream)
 
 # Credentials no key shape finds: only the rules by name and place can.
 PROTOCOL_KEY = "plainkeyvalue9876543210abcdefXYZ"  # openai-insecure-api-key.<key>
@@ -28,18 +25,6 @@ URL_KEY = "urlsecret0123456789abcdefghij"  # %6Bey= (key=, percent-encoded)
 FIELD_KEY = "fieldsecret0123456789abcdefgh"  # "api_key" in a session.update
 BINARY_KEY = "binsecret0123456789abcdefghijk"  # "apiKey" in JSON sent as a binary frame
 SECRETS = (PROTOCOL_KEY, TOKEN_KEY, HEADER_KEY, URL_KEY, FIELD_KEY, BINARY_KEY, EPHEMERAL_SECRET)
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    return make_certificate(tmp_path)
-
-
-@pytest.fixture
-def upstream(certificate):
-    server = RealtimeUpstream(*certificate).start()
-    yield server
-    server.stop()
 
 
 def echo_session(proxy: Proxy) -> list:
