@@ -63,15 +63,7 @@ class BedrockUpstream(Upstream):
     async def app(self, scope, receive, send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and path.endswith(("/converse", "/invoke", "/invoke-with-response-stream")):
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            self.requests.append({"path": path, "query": scope["query_string"].decode(),
-                                  "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
-                                  "body": body, "http_version": scope["http_version"]})
+            body = await self.received(scope, receive)
             if b"Be invalid" in body:  # Bedrock's error: its type in a header, the message in the body
                 await self._json(send, 400, {"message": "Malformed input request: #: extraneous key"},
                                  extra=[(b"x-amzn-errortype", b"ValidationException:http://internal.amazon.com/"
@@ -162,15 +154,7 @@ class TelemetryUpstream(Upstream):
     async def app(self, scope, receive, send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and (path == "/info" or path.startswith("/runs")):
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            self.requests.append({"path": path, "query": scope["query_string"].decode(),
-                                  "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
-                                  "body": body, "http_version": scope["http_version"]})
+            body = await self.received(scope, receive)
             if path == "/info":
                 await self._json(send, 200, {"version": "0.10.0", "batch_ingest_config": {
                     "use_multipart_endpoint": True, "size_limit": 100, "size_limit_bytes": 20971520,

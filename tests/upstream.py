@@ -253,17 +253,9 @@ class Upstream:
             return
         if scope["type"] != "http":
             return
-        pieces = []  # joined once: a body of hundreds of MB arrives in many pieces
-        while True:
-            message = await receive()
-            pieces.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(pieces)
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        body = await self.received(scope, receive)
+        headers = self.requests[-1]["headers"]
         path = scope["path"]
-        self.requests.append({"path": path, "query": scope["query_string"].decode(),
-                              "headers": headers, "body": body, "http_version": scope["http_version"]})
         if path.endswith("/chat/completions"):
             request = json.loads(_decoded(body, headers.get("content-encoding", "")) or b"{}")
             if request.get("stream"):
@@ -337,6 +329,20 @@ class Upstream:
             raise RuntimeError("upstream drops the stream on purpose")
         else:
             await self._json(send, 404, {"error": {"message": f"no route {path}"}})
+
+    async def received(self, scope, receive) -> bytes:
+        """The request's body, read whole; the request is logged in `requests`."""
+        pieces = []  # joined once: a body of hundreds of MB arrives in many pieces
+        while True:
+            message = await receive()
+            pieces.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(pieces)
+        self.requests.append({"path": scope["path"], "query": scope["query_string"].decode(),
+                              "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+                              "body": body, "http_version": scope["http_version"]})
+        return body
 
     @staticmethod
     async def _websocket_echo(receive, send) -> None:
