@@ -488,22 +488,17 @@ class VcrState:
         for entry in failed:
             lines.append(f"not saved: {entry}")
         cassette = data.get("cassette")
-        if unused:
-            ids = ", ".join(f"#{n}" for n in unused)
+        # WebSocket sessions (realtime/) are judged as interactions are.
+        for numbers, what, never in ((unused, "interaction(s)", "requested"),
+                                     (sessions, "WebSocket session(s)", "opened")):
+            if not numbers:
+                continue
+            ids = ", ".join(f"#{n}" for n in numbers)
             lines.append(f"{'unused' if self.strict else 'warning: unused'}: {cassette} holds "
-                         f"interaction(s) {ids} that this test never requested (a stale cassette? "
+                         f"{what} {ids} that this test never {never} (a stale cassette? "
                          "re-record it with --vcr-mode=record)")
             if not self.strict:
-                item.warn(pytest.PytestWarning(
-                    f"vcr-proxy: {cassette}: interaction(s) {ids} never requested"))
-        if sessions:  # WebSocket sessions (realtime/), judged as interactions are
-            ids = ", ".join(f"#{n}" for n in sessions)
-            lines.append(f"{'unused' if self.strict else 'warning: unused'}: {cassette} holds "
-                         f"WebSocket session(s) {ids} that this test never opened (a stale "
-                         "cassette? re-record it with --vcr-mode=record)")
-            if not self.strict:
-                item.warn(pytest.PytestWarning(
-                    f"vcr-proxy: {cassette}: WebSocket session(s) {ids} never opened"))
+                item.warn(pytest.PytestWarning(f"vcr-proxy: {cassette}: {what} {ids} never {never}"))
         if not lines:
             return
         text = "\n".join(lines)
