@@ -186,6 +186,11 @@ class VcrProxy:
                           "Stop once this process, the proxy's parent, has ended (the pytest "
                           "plugin gives its own: a test run killed by SIGTERM or SIGKILL leaves "
                           "no proxy behind); 0: never.")
+        loader.add_option("vcr_workers", int, 1,
+                          "Replay processes sharing the proxy's port (`vcr-proxy start --workers`, "
+                          "which sets it). Each keeps its own selections, so with more than one "
+                          "the control endpoint refuses selections: X-Vcr-Cassette selects per "
+                          "request.")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -357,6 +362,10 @@ class VcrProxy:
         return self.session.report(ctx.options.vcr_cassette, ctx.options.vcr_mode)
 
     @staticmethod
+    def workers() -> int:
+        return ctx.options.vcr_workers
+
+    @staticmethod
     def replay_problem() -> str | None:
         """Why this proxy cannot switch to replay mode (its mitmproxy modes), or None."""
         return replay_mode_problem(ctx.options.mode)
@@ -395,7 +404,6 @@ class VcrProxy:
                                for name in ("dumper", "save", "savehar", "view"))
         if self.flows_shown:
             display.guard(ctx.master)
-        await self.player.server.start()
         await self.realtime.running()
         collector.settle()
         if not self.control_configured:
@@ -510,7 +518,6 @@ class VcrProxy:
             for flow in list(save.active_flows):
                 if isinstance(flow, http.HTTPFlow):
                     hide_credentials(flow)
-        await self.player.server.stop()
         await self.realtime.done()
         if self.control_server is not None:
             self.control_server.close()

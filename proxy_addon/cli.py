@@ -477,10 +477,15 @@ def shell(port, listen_host, confdir):
 @click.option("--allow-repeats", is_flag=True, envvar="VCR_PROXY_ALLOW_REPEATS",
               help="Once every matching interaction was replayed, serve the last one again "
                    "instead of a miss.")
+@click.option("--workers", default=1, show_default=True, envvar="VCR_PROXY_WORKERS",
+              type=click.IntRange(1, 64),
+              help="Replay processes sharing the port, e.g. one per core for a load test "
+                   "(--mode replay only; control selections are then refused: use the "
+                   "X-Vcr-Cassette header).")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
 def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,
-          hosts, passthrough_hosts, allow_repeats, confdir, extra):
+          hosts, passthrough_hosts, allow_repeats, workers, confdir, extra):
     """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
     from .launcher import run_proxy
 
@@ -499,7 +504,7 @@ def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, he
         if not equals:
             raise click.BadParameter(f"{item!r} is not OPTION=VALUE", param_hint="--set")
         settings[key] = value
-    status = run_proxy(listen_host, port, settings, confdir)
+    status = run_proxy(listen_host, port, settings, confdir, workers)
     # Every save has finished once run_proxy returns (asyncio.run joins its worker threads).
     # Tearing the interpreter down object by object would take another ~150 ms, which a test
     # session waiting for its proxy to stop pays in full.

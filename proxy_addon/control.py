@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -226,6 +227,14 @@ class ControlEndpoint:
         """One control call: its HTTP status and JSON answer."""
         proxy = self.proxy
         path = path.rstrip("/")
+        workers = proxy.workers()
+        if workers > 1 and path in ("/cassette", "/report", "/eject"):
+            # Each worker holds its own selection, and the kernel hands each connection to any
+            # one of them: a selection made here would steer some of a test's requests only.
+            return 409, _error(409, f"vcr-proxy control: refused: this proxy runs {workers} "
+                                    "replay workers (--workers), each with its own selection; "
+                                    "select a cassette per request with the X-Vcr-Cassette "
+                                    "header, or start the proxy with --workers 1")
         if path == "/cassette" and method == "POST":
             try:
                 name, mode = parse_selection(body, proxy.modes)
@@ -259,7 +268,7 @@ class ControlEndpoint:
             await self._closing_relays()
             return 200, report
         if path in ("", "/status"):
-            return 200, proxy.report() | {"dir": proxy.folder}
+            return 200, proxy.report() | {"dir": proxy.folder, "workers": workers, "pid": os.getpid()}
         return 404, _error(404, f"vcr-proxy control: no {method} {path or '/'}; use POST "
                                 "/cassette, POST /report, POST /eject or GET /status")
 

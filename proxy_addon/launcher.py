@@ -6,7 +6,9 @@ import asyncio
 import importlib.util
 import inspect
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -14,12 +16,76 @@ from pathlib import Path
 import click
 
 
-def run_proxy(listen_host: str, port: int, settings: dict[str, str], confdir: str | None) -> int:
+def run_proxy(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
+              workers: int = 1) -> int:
     """Serve until Ctrl-C or SIGTERM; returns the exit status."""
+    if workers > 1:
+        return _run_workers(listen_host, port, settings, confdir, workers)
     return asyncio.run(_serve(listen_host, port, settings, confdir))
 
 
-async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None) -> int:
+def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
+                 workers: int) -> int:
+    """`workers` replay processes on one port (SO_REUSEPORT: the kernel hands each new
+    connection to one of them, and only processes of the same user can join): one event loop
+    holds about half the timed streams a load test wants of a 2-core machine.
+
+    Forked before any of them starts mitmproxy or a thread. This process is the first worker;
+    the others stop when it does."""
+    if settings.get("vcr_mode") != "replay":
+        click.echo(f"vcr-proxy: --workers {workers}: workers replay only (recording writes each "
+                   "cassette from one process); add --mode replay, or leave --workers out", err=True)
+        return 2
+    reserved = None
+    if port == 0:  # one port for all: chosen here, held until they listen on it
+        reserved = socket.socket(socket.AF_INET6 if ":" in listen_host else socket.AF_INET)
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserved.bind((listen_host, 0))
+        port = reserved.getsockname()[1]
+    settings = {**settings, "vcr_workers": str(workers)}
+    children = []
+    for _ in range(workers - 1):
+        child = os.fork()
+        if child == 0:
+            status = 1
+            try:
+                worker = {**settings, "vcr_parent_pid": str(os.getppid())}
+                status = asyncio.run(_serve(listen_host, port, worker, confdir, announce=False,
+                                            share_port=True))
+            finally:
+                sys.stderr.flush()
+                os._exit(status)
+        children.append(child)
+    try:
+        return asyncio.run(_serve(listen_host, port, settings, confdir, share_port=True,
+                                  held=reserved))
+    finally:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for child in children:
+            os.waitpid(child, 0)
+
+
+def _share_listening_port() -> None:
+    # mitmproxy opens its listening socket with asyncio.start_server and no way to ask for
+    # SO_REUSEPORT; each worker asks for it so that all of them can listen on one port.
+    original = asyncio.start_server
+
+    async def start_server(*args, **kwargs):
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)
+
+    asyncio.start_server = start_server
+
+
+async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
+                 announce: bool = True, share_port: bool = False,
+                 held: socket.socket | None = None) -> int:
+    if share_port:
+        _share_listening_port()
     _bare_addons_package()
     from mitmproxy import exceptions, options
 
@@ -69,9 +135,14 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
     if confdir:
         address += f" --confdir {confdir}"
     command = sys.argv[0] if sys.argv[0].endswith("vcr-proxy") else "vcr-proxy"
-    click.echo(f"vcr-proxy ({settings['vcr_mode']}, {settings['vcr_dir']}/) on "
-               f"http://{listen_host}:{port}; in another shell: eval \"$({command} env {address})\"  "
-               f"(Ctrl-C stops)", err=True)
+    workers = int(settings.get("vcr_workers", "1"))
+    shown = f", {workers} workers" if workers > 1 else ""
+    if announce:
+        click.echo(f"vcr-proxy ({settings['vcr_mode']}, {settings['vcr_dir']}/{shown}) on "
+                   f"http://{listen_host}:{port}; in another shell: eval \"$({command} env {address})\"  "
+                   f"(Ctrl-C stops)", err=True)
+    if held is not None:
+        loop.call_later(5, held.close)  # the port is taken by then, by the workers' own sockets
     try:
         await master.run()
     except OSError as error:

@@ -8,12 +8,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from mitmproxy import connection, http
+from mitmproxy import http
 
-from . import filters
+from . import filters, paced
 from .cassette import Interaction
 from .matchers import IncomingRequest, Matcher
-from .replay import Plan, ReplayCassette, ReplayServer, make_plan
+from .replay import Plan, ReplayCassette, make_plan
 from .request_view import RequestView
 from .timing import is_aws_event_stream
 from .responses import flow_error
@@ -106,11 +106,11 @@ def active_fault(flow: http.HTTPFlow) -> Fault | None:
 
 
 class Player:
-    """Serves interactions: in one piece, or through the in-process replay server when the
-    recorded pacing must be kept."""
+    """Serves interactions: in one piece, or a piece at a time (paced.py) when the recorded
+    pacing must be kept."""
 
     def __init__(self) -> None:
-        self.server = ReplayServer()
+        paced.install()
 
     def serve(self, flow: http.HTTPFlow, replay: ReplayCassette, interaction: Interaction,
               timing: str, speed: float, fault: Fault | None = None):
@@ -135,7 +135,7 @@ class Player:
                                                            or is_aws_event_stream(value))
                        for name, value in headers)
         if plan.cut or (streamed and timing != "none"):
-            self._through_server(flow, plan)
+            paced.pace(flow, plan)
             return None
         if response.trailer and flow.request.http_version == "HTTP/2.0":
             # HTTP/2 carries trailers after any body (gRPC's Grpc-Status); HTTP/1.1 only in
@@ -146,17 +146,6 @@ class Player:
             return self._respond_later(flow, plan, wait)
         respond(flow, plan)
         return None
-
-    def _through_server(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        # mitmproxy sends an addon's response in one piece: a paced stream comes from the
-        # in-process server instead, so gaps between events stay gaps. The connection is a new
-        # one with no `via`, so an upstream proxy (mode=upstream:...) never sees it.
-        request = flow.request
-        request.scheme, request.host, request.port = "http", "127.0.0.1", self.server.port
-        request.path = self.server.add(plan)
-        request.method = "GET"
-        request.content = b""
-        flow.server_conn = connection.Server(address=("127.0.0.1", self.server.port))
 
     @staticmethod
     async def _respond_later(flow: http.HTTPFlow, plan: Plan, wait: float) -> None:

@@ -1,25 +1,11 @@
-"""Serving recorded interactions: cassettes kept fresh from disk, and replayed streams paced
-event by event.
-
-mitmproxy sends a response an addon sets in its `request` hook in one piece, so a stream
-replayed with gaps between its events goes another way: the addon points the flow at a small
-HTTP server inside the proxy (127.0.0.1, a random port), which writes the recorded events one
-chunk at a time, and mitmproxy streams that answer on like any upstream's.
-
-Every local user can connect to that port (a TCP port has no owner), so each planned response
-waits under a path no one else can guess (256 random bits), and a request for any other path
-gets an empty 404: another process can neither take a stream meant for the proxy's client nor
-learn whether one is waiting.
-"""
+"""Serving recorded interactions: cassettes kept fresh from disk, and the plan of a replayed
+response (when its headers and each of its events are due); paced.py sends a plan."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import secrets
 import threading
-import time
 
 from . import collector
 from dataclasses import dataclass, field
@@ -33,8 +19,6 @@ from .timing import Timing, body_hash, event_ends, read_sidecar, sidecar_path
 log = logging.getLogger("vcr-proxy")
 
 TIMINGS = ("none", "duration", "events")
-REPLAY_PATH = "/__vcr-proxy-replay__/"
-HEAD_TIMEOUT = 10.0  # seconds a connection to the replay server has to send its request head
 
 
 class ReplayCassette:
@@ -157,86 +141,3 @@ def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed:
     plan.headers_at = duration / speed
     plan.chunk_at = [plan.headers_at] * len(chunks)
     return plan
-
-
-class LoopbackServer:
-    """An in-process server on 127.0.0.1 serving plans, each to the one request whose path
-    names its secret token: another local user who connects gets nothing of them."""
-
-    path = "/"
-
-    def __init__(self) -> None:
-        self.plans: dict[str, object] = {}  # by the secret in their path
-        self.server: asyncio.AbstractServer | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        if self.server is None:
-            self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-    def add(self, plan) -> str:
-        """Keep `plan` for the one request that names it; the path to request."""
-        token = secrets.token_urlsafe(32)  # was a counter and the pid: others took streams
-        self.plans[token] = plan
-        return self.path + token
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
-
-
-class ReplayServer(LoopbackServer):
-    """The in-process HTTP/1.1 server that plays planned responses, chunk by chunk."""
-
-    path = REPLAY_PATH
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            # The proxy's own request comes whole at once; anyone else's is bounded: a head that
-            # never ends, or one over the reader's limit, from another local user must neither
-            # hold a connection open for good nor print a traceback in the proxy's log.
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            # The target may come in absolute form (a plain-HTTP flow in upstream proxy mode).
-            target = head.split(b" ", 2)[1].decode("latin-1")
-            _, found, token = target.rpartition(REPLAY_PATH)
-            # Only the whole secret finds a plan (a dict lookup: its time says nothing about how
-            # much of a guess was right); anything else is the same empty 404.
-            plan = self.plans.pop(token, None) if found else None
-            if plan is None:
-                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                return
-            await self._play(plan, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                TimeoutError):
-            pass
-        finally:
-            writer.close()
-
-    @staticmethod
-    async def _sleep_until(moment: float) -> None:
-        delay = moment - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    async def _play(self, plan: Plan, writer: asyncio.StreamWriter) -> None:
-        await self._sleep_until(plan.started + plan.headers_at)
-        lines = [f"HTTP/1.1 {plan.status} {plan.reason}".encode("latin-1")]
-        lines += [f"{name}: {value}".encode("utf-8") for name, value in plan.headers]
-        lines += [b"Transfer-Encoding: chunked", b"Connection: close", b"", b""]
-        writer.write(b"\r\n".join(lines))
-        await writer.drain()
-        for chunk, at in zip(plan.chunks, plan.chunk_at):
-            await self._sleep_until(plan.started + at)
-            if chunk:
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                await writer.drain()
-        if plan.cut:
-            return  # closed without the last chunk: the client sees the stream cut off
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-

@@ -21,9 +21,10 @@ MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 class Proxy:
     def __init__(self, folder: Path, upstream_ca: Path | None = None, addon: bool = True,
-                 launcher: bool = False, **options: str):
+                 launcher: bool = False, workers: int = 1, **options: str):
         """mitmdump with the addon as a script (`mitmdump -s`), or without it (`addon=False`),
-        or the launcher (`launcher=True`: `vcr-proxy start`, its lean set of mitmproxy addons)."""
+        or the launcher (`launcher=True`: `vcr-proxy start`, its lean set of mitmproxy addons,
+        with `workers` processes)."""
         self.port = free_port()
         self.folder = folder
         self.confdir = folder / "mitmproxy"
@@ -39,6 +40,8 @@ class Proxy:
             settings.pop("confdir")
             self.args = [sys.executable, str(ROOT / "scripts" / "vcr-proxy"), "start",
                          "--port", str(self.port), "--confdir", str(self.confdir)]
+            if workers > 1:
+                self.args += ["--workers", str(workers)]
         elif addon:
             self.args += ["-s", str(ROOT / "proxy_addon" / "addon.py")]
         for key, value in settings.items():

@@ -28,13 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection,
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping,
                             Request, TextMessage)
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..credentials import Secrets
 from ..matchers import MatchRules
-from ..replay import LoopbackServer
 from . import scrub
 from .format import Session
 from .matcher import difference, kind
@@ -75,6 +74,38 @@ def truncate_reason(text: str, limit: int = 123) -> str:
     if len(data) <= limit:
         return text
     return data[:limit - 3].decode("utf-8", "ignore") + "..."
+
+
+class LoopbackServer:
+    """An in-process server on 127.0.0.1 serving plans, each to the one request whose path
+    names its secret token: every local user can connect to its port (a TCP port has no
+    owner), and gets nothing of them."""
+
+    path = "/"
+
+    def __init__(self) -> None:
+        self.plans: dict[str, object] = {}  # by the secret in their path
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        if self.server is None:
+            self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def add(self, plan) -> str:
+        """Keep `plan` for the one request that names it; the path to request."""
+        token = random.token_urlsafe(32)  # was a counter and the pid: others took streams
+        self.plans[token] = plan
+        return self.path + token
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
 
 class PlayerServer(LoopbackServer):

@@ -1,0 +1,217 @@
+"""Paced replays written straight onto the client's connection.
+
+mitmproxy sends a response an addon sets in its `request` hook in one piece. A stream replayed
+with its recorded gaps went, until this, through a small HTTP server inside the proxy: each
+event crossed a loopback socket, was parsed again by mitmproxy's HTTP/1 client layer and then
+relayed, which cost more CPU than the client's own connection and held replay to about 50
+timed streams a core.
+
+Here the `HttpStream` that would send the addon's response sends it a piece at a time instead:
+the headers, then each chunk when it is due. No socket is opened, so no other local user can
+reach them. Two ways, by the client's connection:
+- HTTP/1 over one TLS layer or none (what load generators and most SDKs use): each chunk is
+  framed, encrypted with the client's own TLS session and written to its socket by an event-loop
+  timer, straight: the layers only hear of the stream's start and its end, when one wakeup
+  (mitmproxy's `RequestWakeup`) finishes it. That costs an event about a fifth of going through
+  the layers, which is what timed replay at load-test scale needs.
+- Anything else (HTTP/2's frames and flow control, nested TLS, QUIC): each chunk goes through
+  the layers, woken by its own `RequestWakeup`, as mitmproxy's HTTP/2 keep-alive pings are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from OpenSSL import SSL
+from mitmproxy import ctx, flow, http
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy.layers import ClientTLSLayer
+from mitmproxy.proxy.layers.http import DropStream, HttpErrorHook, HttpStream, SendHttp
+from mitmproxy.proxy.layers.http._events import (ErrorCode, ResponseData, ResponseHeaders,
+                                                 ResponseProtocolError)
+
+from .replay import Plan
+
+PLAN = "vcr_paced"  # flow.metadata key: the Plan to send in pieces
+EARLY = 0.0005  # seconds: a chunk due this soon goes now rather than after another timer
+
+_send_response = HttpStream.send_response
+
+
+def install() -> None:
+    """Let HttpStream send paced plans (once per process)."""
+    if HttpStream.send_response is not _paced_send_response:
+        HttpStream.send_response = _paced_send_response
+
+
+def pace(flow: http.HTTPFlow, plan: Plan) -> None:
+    """Answer `flow` with `plan`, each chunk at its time."""
+    fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in plan.headers]
+    # Chunked on HTTP/1.1 (the connection stays usable); HTTP/2 drops the header itself.
+    fields.append((b"transfer-encoding", b"chunked"))
+    now = time.time()
+    response = http.Response(b"HTTP/1.1", plan.status, plan.reason.encode("latin-1", "replace"),
+                             http.Headers(fields), b"", None, now, now)
+    flow.response = response
+    flow.metadata[PLAN] = plan
+
+
+def _paced_send_response(self: HttpStream, already_streamed: bool = False):
+    plan = None if already_streamed or self.flow.response is None else self.flow.metadata.pop(PLAN, None)
+    if plan is None:
+        return (yield from _send_response(self, already_streamed))
+    pacer = _Pacer(self, plan)
+    # The stream's own handler expects HTTP events only: a timer's wakeup goes to the pacer,
+    # now and after the plan is sent (a stale one after the client left is dropped).
+    self._handle_event = pacer.handle_event
+    yield from pacer.send_due()
+
+
+class _Pacer:
+    def __init__(self, stream: HttpStream, plan: Plan):
+        self.stream, self.plan = stream, plan
+        self.headers_sent = False
+        self.next_chunk = 0
+        self.finished = False
+        self.waiting: commands.RequestWakeup | None = None
+        self.direct: _DirectWriter | None = None
+
+    def handle_event(self, event: events.Event):
+        if isinstance(event, events.Wakeup):
+            if event.command is self.waiting and not self.finished:
+                self.waiting = None
+                yield from self.send_due()
+            return
+        if self.finished:
+            yield from HttpStream._handle_event(self.stream, event)
+            return
+        # The client cancelled or went away mid-stream: stop sending. (mitmproxy's own handling
+        # would pass the error on to the upstream this flow never had.)
+        self.finished = True
+        stream = self.stream
+        stream.flow.error = flow.Error(getattr(event, "message", "the client went away"))
+        yield HttpErrorHook(stream.flow)
+        stream.client_state = stream.server_state = stream.state_errored
+        stream.flow.live = False
+        yield DropStream(stream.stream_id)
+
+    def send_due(self):
+        stream, plan = self.stream, self.plan
+        now = time.time()
+        if not self.headers_sent:
+            wait = plan.started + plan.headers_at - now
+            if wait > EARLY:
+                yield from self._wait(wait)
+                return
+            self.headers_sent = True
+            yield SendHttp(ResponseHeaders(stream.stream_id, stream.flow.response, end_stream=False),
+                           stream.context.client)
+            self.direct = _DirectWriter.for_stream(stream)
+        chunks, times = plan.chunks, plan.chunk_at
+        due: list[bytes] = []
+        while self.next_chunk < len(chunks):
+            wait = plan.started + times[self.next_chunk] - now
+            if wait > EARLY:
+                break
+            due.append(chunks[self.next_chunk])
+            self.next_chunk += 1
+        if any(due):  # chunks due together go as one write
+            yield SendHttp(ResponseData(stream.stream_id, b"".join(due)), stream.context.client)
+        if self.next_chunk < len(chunks):
+            if self.direct is not None:
+                # The chunks between go straight; the layers wake when the last one is due.
+                if self.direct.pacer is None:
+                    self.direct.start(self)
+                wait = max(wait, plan.started + times[-1] - now)
+            yield from self._wait(wait)
+            return
+        self.finished = True
+        if plan.cut:
+            # The recording ends where its upstream cut it off: so does the replay.
+            yield from stream.handle_protocol_error(ResponseProtocolError(
+                stream.stream_id, "vcr-proxy: the recorded stream ends here, cut off",
+                ErrorCode.GENERIC_SERVER_ERROR))
+            return
+        yield from _send_response(stream, already_streamed=True)
+
+    def _wait(self, seconds: float):
+        self.waiting = commands.RequestWakeup(seconds)
+        yield self.waiting
+
+
+class _DirectWriter:
+    """Writes a paced stream's chunks onto an HTTP/1 client's socket, through its TLS session
+    if it has one, from event-loop timers."""
+
+    def __init__(self, tls: SSL.Connection | None, handler, writer: asyncio.StreamWriter):
+        self.tls, self.handler, self.writer = tls, handler, writer
+        self.timer: asyncio.TimerHandle | None = None
+        self.pacer: _Pacer | None = None
+
+    @classmethod
+    def for_stream(cls, stream: HttpStream) -> "_DirectWriter | None":
+        client = stream.context.client
+        if stream.flow.request.http_version not in ("HTTP/1.1", "HTTP/1.0") or client.transport_protocol != "tcp":
+            return None
+        tls_layers = [layer for layer in stream.context.layers
+                      if isinstance(layer, ClientTLSLayer) and layer.conn is client]
+        if len(tls_layers) > 1 or (client.tls and not tls_layers):
+            return None  # TLS in TLS (an HTTPS proxy), or TLS this stack does not hold
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(client.id) if proxyserver is not None else None
+        transport = handler.transports.get(client) if handler is not None else None
+        writer = transport.writer if transport is not None else None
+        if not isinstance(writer, asyncio.StreamWriter):
+            return None
+        return cls(tls_layers[0].tls if tls_layers else None, handler, writer)
+
+    def start(self, pacer: _Pacer) -> None:
+        self.pacer = pacer
+        self._schedule()
+
+    def _schedule(self) -> None:
+        pacer = self.pacer
+        plan = pacer.plan
+        if pacer.finished or pacer.next_chunk >= len(plan.chunks) - 1:
+            return  # the last chunk goes with the layers' wakeup
+        loop = asyncio.get_running_loop()
+        delay = plan.started + plan.chunk_at[pacer.next_chunk] - time.time()
+        self.timer = loop.call_at(loop.time() + delay, self._tick)
+
+    def _tick(self) -> None:
+        pacer = self.pacer
+        plan = pacer.plan
+        if pacer.finished or self.writer.is_closing():
+            return
+        now = time.time()
+        due = []
+        last = len(plan.chunks) - 1
+        while pacer.next_chunk < last and plan.started + plan.chunk_at[pacer.next_chunk] - now <= EARLY:
+            due.append(plan.chunks[pacer.next_chunk])
+            pacer.next_chunk += 1
+        data = b"".join(due)
+        if data and not self._write(b"%x\r\n%s\r\n" % (len(data), data)):
+            pacer.finished = True
+            return
+        self._schedule()
+
+    def _write(self, data: bytes) -> bool:
+        tls = self.tls
+        if tls is not None:
+            try:
+                tls.sendall(data)
+                pieces = []
+                while True:
+                    piece = tls.bio_read(1 << 20)
+                    pieces.append(piece)
+                    if len(piece) < 1 << 20:
+                        break
+            except SSL.WantReadError:
+                pass
+            except SSL.Error:
+                return False
+            data = b"".join(pieces)
+        self.handler.timeout_watchdog.register_activity()
+        self.writer.write(data)
+        return True
