@@ -4,8 +4,9 @@ Clients (Go, bench/streamgen, so that the proxy is the bottleneck and not the cl
 a new TLS connection per stream, as a load test's virtual users do, and read a 51-event stream
 whose events are due 20 ms apart after 200 ms (its recorded timeline, replayed with
 `--timing events`). For 10, 20, 50, 100 and 200 concurrent clients, 6 s each: the p99 of the
-events' lateness. The reference is a Go HTTPS server sending the same stream on the same
-machine, read directly. Figure: the most streams held at p99 <= 10 ms, replay (reference).
+events' lateness, through `vcr-proxy start --workers N` (one worker per core) and through one
+worker (what a core holds). The reference is a Go HTTPS server sending the same stream on the
+same machine, read directly. Figure: the most streams held at p99 <= 10 ms, replay (reference).
 Goal: >= 200.
 
 Run: `.venv/bin/python bench/capacity.py` (needs Go: `make test` installs it).
@@ -13,6 +14,7 @@ Run: `.venv/bin/python bench/capacity.py` (needs Go: `make test` installs it).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,22 +71,30 @@ def main() -> None:
                                    str(GAP_MS), str(EVENTS)], stdout=subprocess.PIPE, text=True)
         reference_url = server.stdout.readline().strip()
         write_cassette(folder / "vcr" / "cassettes" / "default.yaml")
-        proxy = Proxy(folder / "vcr", launcher=True, vcr_mode="replay", vcr_timing="events",
-                      vcr_allow_repeats="true").start()
-        figures: dict[str, dict[int, tuple[float, int]]] = {"replay": {}, "reference": {}}
+        workers = os.cpu_count() or 1
+        proxies = {name: Proxy(folder / "vcr", launcher=True, workers=count, vcr_mode="replay",
+                               vcr_timing="events", vcr_allow_repeats="true").start()
+                   for name, count in (("replay", workers), ("one worker", 1))}
+        figures: dict[str, dict[int, tuple[float, int]]] = {"replay": {}, "one worker": {},
+                                                            "reference": {}}
         try:
             for level in LEVELS:
                 figures["reference"][level] = p99(binary, "direct", cert, reference_url, level)
-                figures["replay"][level] = p99(binary, proxy.url, proxy.ca, URL, level)
-                print(f"{level:4d} streams: p99 lateness replay {figures['replay'][level][0]:7.2f} ms "
-                      f"({figures['replay'][level][1]} failed), direct Go server "
+                for name, proxy in proxies.items():
+                    figures[name][level] = p99(binary, proxy.url, proxy.ca, URL, level)
+                print(f"{level:4d} streams: p99 lateness replay ({workers} workers) "
+                      f"{figures['replay'][level][0]:7.2f} ms ({figures['replay'][level][1]} failed), "
+                      f"one worker {figures['one worker'][level][0]:7.2f} ms, direct Go server "
                       f"{figures['reference'][level][0]:6.2f} ms")
         finally:
-            proxy.stop()
+            for proxy in proxies.values():
+                proxy.stop()
             server.kill()
         held, reference = capacity(figures["replay"]), capacity(figures["reference"])
-        report("timed replay: streams held at p99 <= 10 ms (direct Go server)",
+        report(f"timed replay ({workers} workers): streams held at p99 <= 10 ms (direct Go server)",
                f"{held} ({reference})", ">= 200", held >= 200)
+        report("timed replay, one worker: streams held at p99 <= 10 ms", str(capacity(figures["one worker"])),
+               "-", None)
 
 
 if __name__ == "__main__":

@@ -225,13 +225,18 @@ def _handler_table_class():
                 return
             arguments = event.args()
             for function in handlers:
+                # What addonmanager.safecall() does, without a context manager made per call
+                # (a connection raises about twenty events: it was a tenth of their dispatch).
                 try:
-                    with addonmanager.safecall():
-                        result = function(*arguments)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
+                    result = function(*arguments)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
                 except exceptions.AddonHalt:
                     return
+                except exceptions.OptionsError:
+                    raise
+                except Exception as error:
+                    addonmanager.logger.error(f"Addon error: {error}", exc_info=True)
 
     return HandlerTable
 
