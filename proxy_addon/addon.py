@@ -23,7 +23,7 @@ from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
-from proxy_addon import body_limit, collector, display, filters  # noqa: E402
+from proxy_addon import body_limit, collector, display, filters, tls_writes  # noqa: E402
 from proxy_addon.background import read_off_loop  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
@@ -124,6 +124,7 @@ class VcrProxy:
         # on they are shown without them (display.py), in every log handler there is.
         display.guard_logs()
         body_limit.install(self.refuse_large_body)
+        tls_writes.install()
         loader.add_option("vcr_mode", str, "once",
                           "once: replay an existing cassette, record a missing one; replay: "
                           "only from disk, a miss is an error; record: always upstream, the "
@@ -874,7 +875,7 @@ class VcrProxy:
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
         flow.metadata.pop("vcr_view_error", None)
         collector.give_back(len(flow.request.raw_content or b"")
-                            + len(flow.response.raw_content or b"") if flow.response else 0)
+                            + len(flow.response.raw_content or b"") if flow.response else 0, flow)
 
 
 OFF_LOOP_BODY = 1 << 20  # request bodies this large are decoded and scrubbed off the event loop

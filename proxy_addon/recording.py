@@ -171,10 +171,17 @@ class Recorder:
 
     async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
                     shown: str, secrets: Secrets | None, partial: bool, turn: int) -> None:
+        # What the save went through, to give back: the bodies, and what a coded response
+        # decoded to (a gzip bomb refused at vcr_max_body decoded that much first).
+        handled = len(exchange.request_body) + len(exchange.response_body)
         try:
             interaction, timing, written = await asyncio.to_thread(
                 self._write, exchange, recording, header_policy, partial, turn)
+            if interaction.response.uncompressed:
+                handled += len(interaction.response.body)
         except (DecodeError, CassetteError, OSError) as error:
+            if isinstance(error, BodyTooLarge):
+                handled += recording.limit
             self._failed(recording, shown, error, secrets)
             return
         except Exception as error:  # a bug must not pass silently as a recording
@@ -184,7 +191,7 @@ class Recorder:
         finally:
             recording.discard()
             self.in_flight.discard(id(recording))
-            collector.give_back(len(exchange.request_body) + len(exchange.response_body))
+            collector.give_back(handled, recording)
         events = f", {len(timing.events_ms)} events" if recording.streamed else ""
         log.info(f"recorded {exchange.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"
