@@ -44,6 +44,9 @@ class Exchange:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     # The request's credentials, when the proxy already found them as the request began.
     secrets: Secrets | None = None
+    # When `request_body` is already scrubbed (request_view.py): the credential values it is
+    # scrubbed of. It is then scrubbed only of those found since, not scanned all over again.
+    request_scrubbed_of: frozenset[str] | None = None
 
 
 class Arrivals:
@@ -251,11 +254,12 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     interaction = Interaction(id=interaction_id, request=request, response=response)
     # Headers the policy leaves out carry credentials too: their values are scrubbed wherever
     # they echo.
-    secrets = exchange.secrets or request_secrets(exchange.request_headers, exchange.url,
-                                                  exchange.request_body, request_content_type)
+    # (A copy of the request's: the proxy's thread still reads those for its log lines.)
+    secrets = exchange.secrets.copy() if exchange.secrets else request_secrets(
+        exchange.request_headers, exchange.url, exchange.request_body, request_content_type)
     for name, value in exchange.response_headers + exchange.trailers:
         secrets.add_header(name, value)
-    scrub_interaction(interaction, secrets)
+    scrub_interaction(interaction, secrets, exchange.request_scrubbed_of)
     timing = Timing(id=interaction_id, body_hash=body_hash(response.body),
                     headers_ms=(exchange.headers_at - exchange.started) * 1e3,
                     events_ms=event_times(body, ms, _header(exchange.response_headers, "content-type")),

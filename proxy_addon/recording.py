@@ -157,7 +157,7 @@ class Recorder:
             headers_at=response.timestamp_start or recording.started, ended=ended,
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
-            secrets=view.secrets,
+            secrets=view.secrets, request_scrubbed_of=view.scrubbed_of,
         )
         # Interactions are built in parallel threads, and appended in the order the exchanges
         # ended (go-vcr replays identical requests in file order), not in the order their
