@@ -19,6 +19,8 @@ from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
 from .timing import Timing, body_hash, event_times
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .persisters.filesystem import CassetteWriter
     from .request_view import RequestView
 
@@ -97,7 +99,7 @@ class PendingRecording:
 
     writer: "CassetteWriter"
     id: int
-    url: str
+    url: str  # the public URL, scrubbed (as it was sent, until the view is made)
     started: float
     streamed: bool = False
     # One growing buffer, not a list of chunks to join: joining would hold the body twice.
@@ -108,6 +110,8 @@ class PendingRecording:
     over_limit: bool = False
     received: int = 0  # bytes passed through, kept or not
     view: "RequestView | None" = None  # the request as it is saved (request_view.py)
+    # Or, until it is made (in a thread, as the request goes upstream), what will hold it.
+    view_later: "Future[RequestView] | None" = None
 
     def on_chunk(self, data: bytes) -> bytes:
         """The response stream callback: keeps a copy and passes `data` on unchanged
