@@ -880,7 +880,8 @@ class VcrProxy:
 
     @staticmethod
     async def _once_viewed(flow: http.HTTPFlow, hook) -> None:
-        """`hook(flow)` once the request's view (view_later) is made: the upstream answered first."""
+        """`hook(flow)` once the request's view (view_later) is made: the upstream answered
+        before it was."""
         try:
             await asyncio.wrap_future(flow.metadata["vcr_view_later"])
         except Exception:  # said where the view is asked for
@@ -913,7 +914,8 @@ def prepare_request_view(flow: http.HTTPFlow) -> None:
 def coded(request: http.Request) -> bool:
     """Whether a request's body was sent with a Content-Encoding to undo (view_request)."""
     return any(coding.strip().lower() not in ("", "identity")
-               for value in request.headers.get_all("content-encoding") for coding in value.split(","))
+               for value in request.headers.get_all("content-encoding")
+               for coding in value.split(","))
 
 
 def view_later(flow: http.HTTPFlow) -> None:

@@ -687,7 +687,8 @@ def scrub_interaction(interaction, secrets: Secrets | None = None,
     compressed = _stored_coding(request, scrubber)
     scrubbed = request_scrubbed_of is not None and compressed is None
     body = request.body if scrubbed else scrubber.body_fields(
-        compressed[1] if compressed else request.body, _content_type(request.headers), "request body")
+        compressed[1] if compressed else request.body, _content_type(request.headers),
+        "request body")
     response.body = scrubber.body_fields(response.body, "", "response body")
     request.url = scrubber.text(request.url, "request url")
     if scrubbed:

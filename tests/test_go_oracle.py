@@ -104,7 +104,8 @@ _BASE64 = base64.b64encode(bytes(range(256)) * 3100).decode()  # 1 MB of an imag
     "plain" + _BASE64, " leading space " + _BASE64, _BASE64 + " trailing space ",
     "it's " + _BASE64 + " 'quoted'", "key: " + _BASE64, "a #" + _BASE64, "? " + _BASE64,
     "\u00e9t\u00e9 " + _BASE64 + " \u00e0 la plage \U0001f600", "tab\t" + _BASE64, "cr\r" + _BASE64,
-    "next \x85" + _BASE64, "sep \u2028" + _BASE64, "bom \ufeff" + _BASE64, "12" + _BASE64, "yes" + _BASE64,
+    "next \x85" + _BASE64, "sep \u2028" + _BASE64, "bom \ufeff" + _BASE64, "12" + _BASE64,
+    "yes" + _BASE64,
 ], ids=lambda body: repr(body[:12]))
 def test_long_one_line_bodies_written_from_bytes_are_what_go_writes(go_oracle, body):
     # The recorder hands a body of 1 MB or more to the emitter as UTF-8 bytes, and one without

@@ -232,7 +232,8 @@ def test_long_streams_are_recorded_whole_in_gos_bytes(tmp_path, upstream, certif
 def big_request(n: int, size: int = 2 << 20) -> bytes:
     """A chat request of `size` bytes (an image's worth) with credentials by name and by value."""
     return json.dumps({"model": f"m{n}", "api_key": "x-api-key-SECRET", "pad": "A" * size,
-                       "messages": [{"role": "user", "content": f"my keys: {TEST_KEY} {GOOGLE_KEY}"}]}).encode()
+                       "messages": [{"role": "user",
+                                     "content": f"my keys: {TEST_KEY} {GOOGLE_KEY}"}]}).encode()
 
 
 def test_a_big_request_body_is_recorded_scrubbed_while_it_goes_upstream(proxy, upstream):

@@ -204,7 +204,8 @@ def _big_line(data: bytes) -> _Scalar | None:
     """
     if data[0] in _RESOLVE_HINTS or not _is_utf8(data):
         return None
-    if b"\t" in data or _special(data) or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data):
+    if (b"\t" in data or _special(data)
+            or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data)):
         return None  # \r and U+0085, the other line breaks, are special characters
     quoted = (data[0] in _LEADING_INDICATORS_BYTES or data[0] == 0x20 or data[-1] == 0x20
               or (data[0] == 0x3F and data[1] in b" \t")  # "? "
@@ -444,7 +445,8 @@ class _Writer:
                 piece = piece.replace(b"'", b"''")
             self.put_long(piece)
             # Characters, not bytes, as for text (nothing follows on the line anyway).
-            self.column += len(piece) if piece.isascii() else len(piece.translate(None, _CONTINUATION))
+            self.column += (len(piece) if piece.isascii()
+                            else len(piece.translate(None, _CONTINUATION)))
             start = end
 
     def single_quoted(self, text: str | bytes, indent: int) -> None:

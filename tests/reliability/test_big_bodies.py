@@ -194,7 +194,8 @@ def test_memory_returns_after_big_bodies_are_recorded(tmp_path, http1_upstream):
             at_rest = rss_mib(proxy.process.pid)
             for seed in range(BIG_BODIES):
                 body = image_request(seed)
-                response = client.post(URL, content=body, headers={"Content-Type": "application/json"})
+                response = client.post(URL, content=body,
+                                       headers={"Content-Type": "application/json"})
                 assert response.status_code == 200, response.text[:300]
                 del body
                 upstream.requests.clear()  # the stand-in's copies, not the proxy's
