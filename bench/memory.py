@@ -11,12 +11,18 @@
 - Through the proxy (`vcr-proxy start`): a 1 GiB gzip bomb recorded (goal: peak RSS under
   512 MB), then 100 streams of 10 MB each abandoned by the client after 1 MB (RSS after, as a
   multiple of RSS at rest: nothing kept).
+- Through the proxy: six chat requests of 50 MB each (an image as base64) recorded on one
+  keep-alive connection; RSS once they are saved, the client still connected, as a multiple of
+  RSS at rest. Goal: <= 1.5x (nothing kept).
 
 Run: `.venv/bin/python bench/memory.py` (needs the test dependencies: `make test` installs them).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -178,12 +184,52 @@ def proxy_bomb_and_aborts(folder: Path) -> None:
            "<= 1.5x (nothing kept)", after <= 1.5 * rest)
 
 
+def image_request(seed: int, size: int) -> bytes:
+    image = base64.b64encode(os.urandom(size * 3 // 4)).decode()
+    return json.dumps({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": f"What is in picture {seed}?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]}]}).encode()
+
+
+def record_big_bodies(folder: Path, count: int = 6, size: int = 50_000_000) -> None:
+    """Six 50 MB request bodies recorded through `vcr-proxy start`, one after the other on one
+    connection: RSS once all are saved (the client still connected) against RSS at rest."""
+    cert, key = make_certificate(folder)
+    upstream = Upstream(cert, key, http2=False).start()
+    proxy = Proxy(folder / "big", upstream_ca=cert, vcr_upstream=upstream.url, vcr_mode="record",
+                  launcher=True).start()
+    try:
+        with proxy.client(timeout=120) as client:
+            client.post(URL, json={"model": "m", "messages": []})  # what recording loads, loaded
+            time.sleep(1)
+            rest, _ = memory(proxy.process.pid)
+            for n in range(count):
+                response = client.post(URL, content=image_request(n, size),
+                                       headers={"Content-Type": "application/json"})
+                assert response.status_code == 200, response.text[:200]
+                upstream.requests.clear()  # the stand-in's copy, in this process
+            deadline = time.monotonic() + 60
+            while proxy.output().count("recorded POST") < count + 1:
+                assert time.monotonic() < deadline, proxy.output()[-2000:]
+                time.sleep(0.1)
+            time.sleep(2)
+            after, peak = memory(proxy.process.pid)
+    finally:
+        proxy.stop()
+        upstream.stop()
+    print(f"record: {count} request bodies of {size / 1e6:.0f} MB; RSS at rest {rest / 1e6:.0f} MB, "
+          f"peak {peak / 1e6:.0f} MB, after {after / 1e6:.0f} MB ({after / rest:.2f}x rest)")
+    report(f"proxy: RSS after {count} recorded {size / 1e6:.0f} MB request bodies, x RSS at rest",
+           f"{after / rest:.2f}x", "<= 1.5x (nothing kept)", after <= 1.5 * rest)
+
+
 def main() -> None:
     gzip_bomb()
     with tempfile.TemporaryDirectory() as name:
         replay_set(Path(name))
         record_stream(Path(name))
         proxy_bomb_and_aborts(Path(name))
+        record_big_bodies(Path(name))
 
 
 if __name__ == "__main__":

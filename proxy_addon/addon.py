@@ -23,8 +23,8 @@ from mitmproxy import connection, ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import layers, mode_specs  # noqa: E402
 from mitmproxy.utils.human import format_address  # noqa: E402
 
-from proxy_addon import body_limit, collector, display, filters  # noqa: E402
-from proxy_addon.background import read_off_loop  # noqa: E402
+from proxy_addon import body_limit, collector, display, filters, tls_writes  # noqa: E402
+from proxy_addon.background import read_off_loop, start_off_loop  # noqa: E402
 from proxy_addon.control import CONTROL_HEADER, ControlEndpoint, Session  # noqa: E402
 from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
@@ -124,6 +124,7 @@ class VcrProxy:
         # on they are shown without them (display.py), in every log handler there is.
         display.guard_logs()
         body_limit.install(self.refuse_large_body)
+        tls_writes.install()
         loader.add_option("vcr_mode", str, "once",
                           "once: replay an existing cassette, record a missing one; replay: "
                           "only from disk, a miss is an error; record: always upstream, the "
@@ -615,7 +616,11 @@ class VcrProxy:
             return None
         if (len(flow.request.raw_content or b"") >= OFF_LOOP_BODY
                 and self.routes.handles(flow.request.host, self.mode)):
-            return self._route_large(flow)
+            if self.mode != "record" or coded(flow.request):
+                return self._route_large(flow)
+            # Recorded whatever it holds, and nothing to decode (nor to refuse for that): its
+            # view is made in a thread while the request goes upstream, not before.
+            view_later(flow)
         try:
             result = self._route(flow)
         except Exception as error:
@@ -665,7 +670,8 @@ class VcrProxy:
         if telemetry_endpoint(self.telemetry, request.host, request.path) is not None:
             return self._telemetry(flow, name, mode)
         try:
-            request_view(flow)
+            if "vcr_view_later" not in flow.metadata:
+                request_view(flow)
         except DecodeError as error:
             # What cannot be decoded cannot be scrubbed, matched nor recorded: never forwarded.
             status = 413 if isinstance(error, BodyTooLarge) else 400
@@ -855,8 +861,8 @@ class VcrProxy:
         # A test runner that heard of no recording (and no miss) knows, without asking, that
         # no save can fail for its test.
         self.control.notify("record")
-        self.recorder.begin(flow, request_view(flow), writer, ctx.options.vcr_upstream,
-                            ctx.options.vcr_max_body)
+        self.recorder.begin(flow, flow.metadata.get("vcr_view_later") or request_view(flow), writer,
+                            ctx.options.vcr_upstream, ctx.options.vcr_max_body)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get("vcr_replay"):
@@ -865,23 +871,38 @@ class VcrProxy:
             return
         self.recorder.responseheaders(flow)
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow):
+        if view_pending(flow):
+            return self._once_viewed(flow, self.response)
         self.recorder.response(flow, ctx.options.vcr_headers)
         self.realtime.response(flow)  # a refused WebSocket upgrade is recorded
         self._after(flow)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow):
+        if view_pending(flow):
+            return self._once_viewed(flow, self.error)
         self.recorder.error(flow, ctx.options.vcr_headers)
         self.realtime.error(flow)
         self._after(flow)
+
+    @staticmethod
+    async def _once_viewed(flow: http.HTTPFlow, hook) -> None:
+        """`hook(flow)` once the request's view (view_later) is made: the upstream answered
+        before it was."""
+        try:
+            await asyncio.wrap_future(flow.metadata["vcr_view_later"])
+        except Exception:  # said where the view is asked for
+            pass
+        hook(flow)
 
     def _after(self, flow: http.HTTPFlow) -> None:
         if self.flows_shown:
             display.remember(flow, hide_credentials(flow))
         flow.metadata.pop("vcr_view", None)  # no serializer knows it (save_stream_file)
         flow.metadata.pop("vcr_view_error", None)
+        flow.metadata.pop("vcr_view_later", None)
         collector.give_back(len(flow.request.raw_content or b"")
-                            + len(flow.response.raw_content or b"") if flow.response else 0)
+                            + len(flow.response.raw_content or b"") if flow.response else 0, flow)
 
 
 OFF_LOOP_BODY = 1 << 20  # request bodies this large are decoded and scrubbed off the event loop
@@ -897,12 +918,37 @@ def prepare_request_view(flow: http.HTTPFlow) -> None:
         pass
 
 
+def coded(request: http.Request) -> bool:
+    """Whether a request's body was sent with a Content-Encoding to undo (view_request)."""
+    return any(coding.strip().lower() not in ("", "identity")
+               for value in request.headers.get_all("content-encoding")
+               for coding in value.split(","))
+
+
+def view_later(flow: http.HTTPFlow) -> None:
+    """Start making request_view(flow) in a thread, from the request as it is now (before it is
+    rerouted), while it goes on; request_view(flow) waits for it, the hooks await it."""
+    request = flow.request
+    flow.metadata["vcr_view_later"] = start_off_loop(
+        view_request, request.method, request.pretty_url, list(request.headers.items(multi=True)),
+        request.raw_content or b"", ctx.options.vcr_max_body,
+        list(request.trailers.items(multi=True)) if request.trailers else ())
+
+
+def view_pending(flow: http.HTTPFlow) -> bool:
+    later = flow.metadata.get("vcr_view_later")
+    return later is not None and not later.done()
+
+
 def request_view(flow: http.HTTPFlow) -> RequestView:
     """The flow's request as everything but the upstream sees it (request_view.py), made once."""
     view = flow.metadata.get("vcr_view")
     if view is None:
         if "vcr_view_error" in flow.metadata:
             raise flow.metadata["vcr_view_error"]
+        if "vcr_view_later" in flow.metadata:
+            view = flow.metadata["vcr_view"] = flow.metadata["vcr_view_later"].result()
+            return view
         request = flow.request
         view = view_request(request.method, request.pretty_url, request.headers.items(multi=True),
                             request.raw_content or b"", ctx.options.vcr_max_body,

@@ -10,6 +10,7 @@ stays on the executor: a completed interaction is on disk before the proxy exits
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 
 
@@ -37,3 +38,18 @@ async def read_off_loop(function, *args):
 
     threading.Thread(target=run, name="vcr-proxy reader", daemon=True).start()
     return await future
+
+
+def start_off_loop(function, *args) -> concurrent.futures.Future:
+    """`function(*args)` on a daemon thread, started now and not waited for: its future (await
+    it with asyncio.wrap_future; `result()` waits for it from any thread)."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as raised:  # handed to whoever asks for the result
+            future.set_exception(raised)
+
+    threading.Thread(target=run, name="vcr-proxy reader", daemon=True).start()
+    return future

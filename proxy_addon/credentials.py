@@ -212,6 +212,11 @@ class Secrets:
     def __init__(self) -> None:
         self.values: set[str] = set()
 
+    def copy(self) -> "Secrets":
+        copied = Secrets()
+        copied.values = set(self.values)
+        return copied
+
     def add(self, value: str) -> None:
         value = value.strip()
         if not value or value == MARKER:
@@ -509,6 +514,21 @@ class Scrubber:
         self.found += [where + place for place in found]
         return value if scrubbed is None else _from_bytes(scrubbed, value)
 
+    def echoes_since(self, value, known: frozenset[str], where: str):
+        """`value`, already scrubbed as `text` scrubs (and by name) when `known` were the values
+        known, with the echoes of the values found since replaced as well."""
+        if not value or not (self.secrets.values - known):
+            return value
+        since = Secrets()
+        since.values = self.secrets.values - known
+        echoes = tuple(dict.fromkeys(e.encode("utf-8", "surrogatepass") for e in since.echoes()))
+        data = _as_bytes(value)
+        places = scanning.echo_places(data, echoes)
+        if not places:
+            return value
+        self.found.append(f"{where}: a credential's value")
+        return _from_bytes(_replaced(data, places), value)
+
     def _by_value(self, value, where: str):
         data = _as_bytes(value)
         places = scanning.by_value(data, self._bytes_echoes(), _SHAPE_PATTERNS)
@@ -648,10 +668,14 @@ def _content_type(headers: dict[str, list[str]]) -> str:
     return next((v[0] for k, v in headers.items() if k.lower() == "content-type" and v), "")
 
 
-def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
+def scrub_interaction(interaction, secrets: Secrets | None = None,
+                      request_scrubbed_of: frozenset[str] | None = None) -> list[str]:
     """Scrub a cassette's interaction in place; what changed, one place each (no values).
 
-    `secrets`: values already known to be credentials (from headers not recorded)."""
+    `secrets`: values already known to be credentials (from headers not recorded).
+    `request_scrubbed_of`: the request body is already scrubbed (by name, of key shapes and of
+    these values' echoes: request_view.py), and is scrubbed here only of the values found since
+    (in the response), not scanned twice."""
     scrubber = Scrubber(secrets)
     request, response = interaction.request, interaction.response
     scrubber.headers(request.headers, "request")
@@ -661,11 +685,16 @@ def scrub_interaction(interaction, secrets: Secrets | None = None) -> list[str]:
     request.url = scrubber.url(request.url)
     scrubber.form(request.form)
     compressed = _stored_coding(request, scrubber)
-    body = scrubber.body_fields(compressed[1] if compressed else request.body,
-                                _content_type(request.headers), "request body")
+    scrubbed = request_scrubbed_of is not None and compressed is None
+    body = request.body if scrubbed else scrubber.body_fields(
+        compressed[1] if compressed else request.body, _content_type(request.headers),
+        "request body")
     response.body = scrubber.body_fields(response.body, "", "response body")
     request.url = scrubber.text(request.url, "request url")
-    body = scrubber.text(body, "request body")
+    if scrubbed:
+        body = scrubber.echoes_since(body, request_scrubbed_of, "request body")
+    else:
+        body = scrubber.text(body, "request body")
     if compressed is None:
         request.body = body
     elif body is not compressed[1]:
@@ -695,7 +724,7 @@ def _stored_coding(request, scrubber: Scrubber) -> tuple[str, str | bytes] | Non
     if not isinstance(request.body, (bytes, bytearray)):
         return None
     try:
-        found = undo_stored_coding(bytes(request.body))
+        found = undo_stored_coding(request.body)  # a bytearray as it is: no copy
     except BodyTooLarge as error:
         scrubber.found.append(f"request body: {error.args[0].split(';')[0]}, so it cannot be "
                               "checked for credentials")

@@ -19,6 +19,8 @@ from .gohttp import canonical_header_key, parse_form, proto_numbers, status_line
 from .timing import Timing, body_hash, event_times
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .persisters.filesystem import CassetteWriter
     from .request_view import RequestView
 
@@ -44,6 +46,9 @@ class Exchange:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     # The request's credentials, when the proxy already found them as the request began.
     secrets: Secrets | None = None
+    # When `request_body` is already scrubbed (request_view.py): the credential values it is
+    # scrubbed of. It is then scrubbed only of those found since, not scanned all over again.
+    request_scrubbed_of: frozenset[str] | None = None
 
 
 class Arrivals:
@@ -94,7 +99,7 @@ class PendingRecording:
 
     writer: "CassetteWriter"
     id: int
-    url: str
+    url: str  # the public URL, scrubbed (as it was sent, until the view is made)
     started: float
     streamed: bool = False
     # One growing buffer, not a list of chunks to join: joining would hold the body twice.
@@ -105,6 +110,8 @@ class PendingRecording:
     over_limit: bool = False
     received: int = 0  # bytes passed through, kept or not
     view: "RequestView | None" = None  # the request as it is saved (request_view.py)
+    # Or, until it is made (in a thread, as the request goes upstream), what will hold it.
+    view_later: "Future[RequestView] | None" = None
 
     def on_chunk(self, data: bytes) -> bytes:
         """The response stream callback: keeps a copy and passes `data` on unchanged
@@ -251,11 +258,12 @@ def to_interaction(exchange: Exchange, interaction_id: int, header_policy: str =
     interaction = Interaction(id=interaction_id, request=request, response=response)
     # Headers the policy leaves out carry credentials too: their values are scrubbed wherever
     # they echo.
-    secrets = exchange.secrets or request_secrets(exchange.request_headers, exchange.url,
-                                                  exchange.request_body, request_content_type)
+    # (A copy of the request's: the proxy's thread still reads those for its log lines.)
+    secrets = exchange.secrets.copy() if exchange.secrets else request_secrets(
+        exchange.request_headers, exchange.url, exchange.request_body, request_content_type)
     for name, value in exchange.response_headers + exchange.trailers:
         secrets.add_header(name, value)
-    scrub_interaction(interaction, secrets)
+    scrub_interaction(interaction, secrets, exchange.request_scrubbed_of)
     timing = Timing(id=interaction_id, body_hash=body_hash(response.body),
                     headers_ms=(exchange.headers_at - exchange.started) * 1e3,
                     events_ms=event_times(body, ms, _header(exchange.response_headers, "content-type")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,11 +52,15 @@ class Recorder:
                     self.writers[path] = writer
         return writer
 
-    def begin(self, flow: http.HTTPFlow, view: RequestView, writer: CassetteWriter, upstream: str,
-              max_body: int) -> None:
-        """Record `flow`, whose request is saved as `view` (request_view.py) holds it."""
-        recording = PendingRecording(writer=writer, id=writer.reserve_id(), url=view.url,
-                                     started=flow.request.timestamp_start, limit=max_body, view=view)
+    def begin(self, flow: http.HTTPFlow, view: RequestView | Future, writer: CassetteWriter,
+              upstream: str, max_body: int) -> None:
+        """Record `flow`, whose request is saved as `view` (request_view.py) holds it: the view,
+        or the future of one still being made in a thread (the hooks that need it wait)."""
+        later = view if isinstance(view, Future) else None
+        recording = PendingRecording(writer=writer, id=writer.reserve_id(),
+                                     url=flow.request.pretty_url if later else view.url,
+                                     started=flow.request.timestamp_start, limit=max_body,
+                                     view=None if later else view, view_later=later)
         flow.metadata["vcr"] = recording
         self.in_flight.add(id(recording))
         if upstream:
@@ -79,12 +84,28 @@ class Recorder:
         """Save a completed exchange, after the client has its answer: the write runs in the
         background, so a slow disk or a large decode delays no client."""
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
-        if recording is not None:
+        if recording is not None and self._made(flow, recording):
             self._save_later(flow, recording, header_policy)
+
+    def _made(self, flow: http.HTTPFlow, recording: PendingRecording) -> bool:
+        """Whether the recording's view is made, waiting for its thread if it is still at it (the
+        addon waits first, off the loop); if it could not be made, the exchange is not recorded."""
+        if recording.view is None:
+            try:
+                recording.view = recording.view_later.result()
+            except Exception as error:  # a bug: said, never recorded unscrubbed
+                log.exception("vcr-proxy: internal error while scrubbing")
+                self._failed(recording, f"{flow.request.method} {scrub_line(recording.url)}",
+                             RuntimeError(f"internal error {error!r}"), None)
+                recording.discard()
+                self.in_flight.discard(id(recording))
+                return False
+            recording.url = recording.view.url  # scrubbed, where it was as sent
+        return True
 
     def error(self, flow: http.HTTPFlow, header_policy: str) -> None:
         recording: PendingRecording | None = flow.metadata.pop("vcr", None)
-        if recording is None:
+        if recording is None or not self._made(flow, recording):
             return
         if recording.streamed and (recording.ended is not None or stream_is_finished(recording.copy)):
             # The answer is whole: the client hung up as it ended (SDKs close a stream once
@@ -157,7 +178,7 @@ class Recorder:
             headers_at=response.timestamp_start or recording.started, ended=ended,
             arrivals=recording.arrivals if streamed else [(len(body), ended)],
             trailers=list(response.trailers.items(multi=True)) if response.trailers else [],
-            secrets=view.secrets,
+            secrets=view.secrets, request_scrubbed_of=view.scrubbed_of,
         )
         # Interactions are built in parallel threads, and appended in the order the exchanges
         # ended (go-vcr replays identical requests in file order), not in the order their
@@ -171,10 +192,17 @@ class Recorder:
 
     async def _save(self, exchange: Exchange, recording: PendingRecording, header_policy: str,
                     shown: str, secrets: Secrets | None, partial: bool, turn: int) -> None:
+        # What the save went through, to give back: the bodies, and what a coded response
+        # decoded to (a gzip bomb refused at vcr_max_body decoded that much first).
+        handled = len(exchange.request_body) + len(exchange.response_body)
         try:
             interaction, timing, written = await asyncio.to_thread(
                 self._write, exchange, recording, header_policy, partial, turn)
+            if interaction.response.uncompressed:
+                handled += len(interaction.response.body)
         except (DecodeError, CassetteError, OSError) as error:
+            if isinstance(error, BodyTooLarge):
+                handled += recording.limit
             self._failed(recording, shown, error, secrets)
             return
         except Exception as error:  # a bug must not pass silently as a recording
@@ -184,7 +212,7 @@ class Recorder:
         finally:
             recording.discard()
             self.in_flight.discard(id(recording))
-            collector.give_back(len(exchange.request_body) + len(exchange.response_body))
+            collector.give_back(handled, recording)
         events = f", {len(timing.events_ms)} events" if recording.streamed else ""
         log.info(f"recorded {exchange.method} {interaction.request.url} -> "
                  f"{interaction.response.code} in {interaction.response.duration / 1e9:.3f}s"

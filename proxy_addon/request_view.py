@@ -23,6 +23,10 @@ class RequestView:
     body: bytes | bytearray  # Content-Encoding undone, then scrubbed
     encoding: str  # the Content-Encoding the body was sent with ("" for none)
     secrets: Secrets  # the credentials the request carries, to scrub their echoes
+    # The credential values `body` is already scrubbed of (with those found by name and key
+    # shapes): `secrets` as it was then, since what reads it later may add to it. A recording
+    # scrubs the body again only of values found since (the response's).
+    scrubbed_of: frozenset[str] = frozenset()
 
     @functools.cached_property
     def headers(self) -> list[tuple[str, str]]:
@@ -58,4 +62,4 @@ def view_request(method: str, url: str, headers: Iterable[tuple[str, str]], body
         encoding = ""
     url, body, secrets = scrub_request(url, headers + list(trailers), body,
                                        _header(headers, "content-type"))
-    return RequestView(method, url, headers, body, encoding, secrets)
+    return RequestView(method, url, headers, body, encoding, secrets, frozenset(secrets.values))

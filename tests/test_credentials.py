@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy_addon.cassette import Interaction, Request, Response, load, loads
+from proxy_addon.cassette import Cassette, Interaction, Request, Response, load, loads
 from proxy_addon.credentials import (MARKER, cassette_findings, is_credential_field, is_credential_header,
                                      is_credential_param, redact_cassette, scrub_interaction, scrub_line,
                                      scrub_request)
@@ -270,3 +270,43 @@ def test_a_request_body_scrubbed_in_one_pass_misses_nothing_two_passes_find():
         assert secret not in text, (secret, text)
     assert json.loads(text)["api_key"] == "REDACTED"
     assert field_key in secrets.values
+
+
+@pytest.mark.parametrize("size", [200, 2 << 20], ids=["small", "2 MB"])
+def test_a_recorded_request_body_is_scrubbed_once_then_of_what_the_response_taught(size):
+    # The request's view (request_view.py) is scrubbed as the request enters the proxy; the
+    # recorder does not scan that body again, but a credential only the response names (a
+    # session cookie it sets) is replaced in it too.
+    from proxy_addon.recorder import Exchange, to_interaction
+    from proxy_addon.request_view import view_request
+
+    key, session = "sk-proj-" + "k" * 40, "sess-" + "7" * 24
+    body = json.dumps({"model": "m", "pad": "x" * size, "messages": [
+        {"role": "user", "content": f"my key is {key} and my session {session}"}]}).encode()
+    view = view_request("POST", "https://api.openai.com/v1/chat/completions",
+                        [("Authorization", f"Bearer {key}"), ("Content-Type", "application/json")],
+                        body, 1 << 30)
+    assert key.encode() not in view.body and session.encode() in view.body
+    known = set(view.secrets.values)
+    exchange = Exchange(
+        method="POST", url=view.url, request_headers=view.headers, request_body=view.body,
+        http_version="HTTP/1.1", status_code=200, reason="OK",
+        response_headers=[("Content-Type", "application/json"),
+                          ("Set-Cookie", f"session={session}; Path=/; HttpOnly")],
+        response_body=json.dumps({"echo": f"{key} {session}"}).encode(), started=0.0,
+        headers_at=0.1, ended=0.2, secrets=view.secrets, request_scrubbed_of=view.scrubbed_of)
+    interaction, _ = to_interaction(exchange, 0)
+    recorded = Cassette(interactions=[interaction]).dumps()
+    for value in (key, session):
+        assert value not in recorded
+    request_body = interaction.request.body
+    text = request_body if isinstance(request_body, str) else request_body.decode()
+    assert text.count(MARKER) == 2
+    assert view.secrets.values == known  # the view's own, read meanwhile by the proxy's thread
+    # Learning nothing from the response, a long body is kept as the view holds it: no copy.
+    quiet = Exchange(**{**exchange.__dict__, "secrets": view.secrets,
+                        "response_headers": [("Content-Type", "application/json")],
+                        "response_body": b"{}"})
+    again, _ = to_interaction(quiet, 1)
+    if size > 1 << 20:
+        assert again.request.body is view.body

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +94,29 @@ def test_durations_are_read_as_go_reads_them(go_oracle, text):
         assert ours == theirs
     else:
         assert ours is None, theirs
+
+
+_BASE64 = base64.b64encode(bytes(range(256)) * 3100).decode()  # 1 MB of an image, say
+
+
+@pytest.mark.parametrize("body", [
+    '{"messages": [{"image_url": {"url": "data:image/png;base64,' + _BASE64 + '"}}]}',
+    "plain" + _BASE64, " leading space " + _BASE64, _BASE64 + " trailing space ",
+    "it's " + _BASE64 + " 'quoted'", "key: " + _BASE64, "a #" + _BASE64, "? " + _BASE64,
+    "\u00e9t\u00e9 " + _BASE64 + " \u00e0 la plage \U0001f600", "tab\t" + _BASE64, "cr\r" + _BASE64,
+    "next \x85" + _BASE64, "sep \u2028" + _BASE64, "bom \ufeff" + _BASE64, "12" + _BASE64,
+    "yes" + _BASE64,
+], ids=lambda body: repr(body[:12]))
+def test_long_one_line_bodies_written_from_bytes_are_what_go_writes(go_oracle, body):
+    # The recorder hands a body of 1 MB or more to the emitter as UTF-8 bytes, and one without
+    # a line break is written plain or single-quoted straight from them (emitter._big_line).
+    data = body.encode("utf-8")
+    assert len(data) >= 1 << 20
+    cassette = Cassette(interactions=[Interaction(request=Request(body=data, url="u"),
+                                                  response=Response(body=data))])
+    status, _, theirs = go_oracle.marshal(cassette)
+    assert status == 0, theirs
+    assert_same_bytes(cassette.dumps(INDENT4).encode(), theirs)
+    pieces: list[bytes] = []
+    cassette.write(pieces.append, INDENT4)
+    assert_same_bytes(b"".join(pieces), theirs)

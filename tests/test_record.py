@@ -16,7 +16,7 @@ from proxy_addon.errors import CassetteError
 from proxy_addon.timing import read_sidecar, sidecar_path
 
 from .proxy import Proxy
-from .upstream import Upstream, make_certificate
+from .upstream import Upstream, free_port, make_certificate
 
 TEST_KEY = "sk-or-v1-TESTKEY0123456789abcdefSECRET"
 GOOGLE_KEY = "AIzaTESTGOOGLEKEY0123456789SECRET"
@@ -227,6 +227,60 @@ def test_long_streams_are_recorded_whole_in_gos_bytes(tmp_path, upstream, certif
     status, stable, resaved = go_oracle.round_trip(path.read_bytes())
     assert (status, stable) == (0, True)
     assert resaved == path.read_bytes()
+
+
+def big_request(n: int, size: int = 2 << 20) -> bytes:
+    """A chat request of `size` bytes (an image's worth) with credentials by name and by value."""
+    return json.dumps({"model": f"m{n}", "api_key": "x-api-key-SECRET", "pad": "A" * size,
+                       "messages": [{"role": "user",
+                                     "content": f"my keys: {TEST_KEY} {GOOGLE_KEY}"}]}).encode()
+
+
+def test_a_big_request_body_is_recorded_scrubbed_while_it_goes_upstream(proxy, upstream):
+    # A body of a megabyte or more is scrubbed for the cassette in a thread while the request
+    # goes upstream as it was sent (addon.view_later): the first request (the cassette not open
+    # yet) and the next alike.
+    bodies = [big_request(n) for n in range(2)]
+    with proxy.client(timeout=60) as client:
+        for body in bodies:
+            response = client.post(CHAT, content=body, headers={
+                "Authorization": f"Bearer {TEST_KEY}", "X-Goog-Api-Key": GOOGLE_KEY,
+                "Content-Type": "application/json", "X-Vcr-Cassette": "big"})
+            assert response.status_code == 200, response.text[:300]
+    assert all(any(sent["body"] == body for sent in upstream.requests) for body in bodies)
+    cassette = recorded(proxy.cassettes / "big.yaml", 2)
+    for n, interaction in enumerate(cassette.interactions):
+        recorded_body = json.loads(interaction.request.body)
+        assert recorded_body["model"] == f"m{n}" and recorded_body["pad"] == "A" * (2 << 20)
+        assert recorded_body["api_key"] == "REDACTED"
+    assert_no_secrets(proxy.folder)
+    output = proxy.output()
+    for secret in SECRETS:
+        assert secret not in output
+
+
+def test_a_big_request_body_whose_upstream_is_down_is_not_recorded(tmp_path, certificate):
+    # The upstream refuses the connection before the body's scrubbed view is made (16 MB take
+    # longer to scan than a refusal takes): the client gets mitmproxy's 502, the log says it was
+    # not recorded, and holds no credential.
+    proxy = Proxy(tmp_path, upstream_ca=certificate[0], vcr_mode="record", launcher=True,
+                  vcr_upstream=f"https://127.0.0.1:{free_port()}").start()
+    try:
+        with proxy.client(timeout=60) as client:
+            response = client.post(f"{CHAT}?key={GOOGLE_KEY}", content=big_request(0, 16 << 20), headers={
+                "Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"})
+        assert response.status_code == 502
+        deadline = time.monotonic() + 10
+        while "not recorded" not in proxy.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proxy.stop()
+    output = proxy.output()
+    assert "vcr-proxy: not recorded: POST https://openrouter.ai/api/v1/chat/completions?key=REDACTED" in output
+    assert not list(tmp_path.rglob("*.yaml"))
+    for secret in SECRETS:
+        assert secret not in output
+    assert_no_secrets(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../b", "a\\b"])

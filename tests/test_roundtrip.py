@@ -117,6 +117,11 @@ def test_bodies_written_from_utf8_bytes_in_batches_are_the_same_bytes(layout, ca
     "kept breaks\n\n\n", "trailing space \nx", "space before break \n", "tab\there\n",
     "bell \x07\n", "next line \x85 here\n", "sep \u2028 here\n", "bom \ufeff\n", "emoji \U0001f600\n",
     "accents \u00e9\u00e8\n\u00e9", "\u00e9\n", "\r\nwindows\r\n", "x\n" * 5000,
+    # One line (emitter._big_line): plain, single-quoted, or left to the text path.
+    '{"a": "b", "c": [1, 2]}', "plain words", " leading space", "trailing space ", "it's 'quoted'",
+    "key: value", "a #comment", "? question", "?x", "\u00e9t\u00e9 \U0001f600 \u4e2d", "tab\tline",
+    "bell \x07 line", "cr \r line", "next \x85 line", "sep \u2029 line", "bom \ufeff line", "12 apples",
+    "yes sir", "~tilde", "-dash", ".dot", "x:", "#hash", "'" * 9,
 ], ids=lambda b: repr(b[:16]))
 def test_long_text_bodies_given_as_bytes_match_the_text_path(monkeypatch, layout, body):
     import proxy_addon.serializers.emitter as emitter

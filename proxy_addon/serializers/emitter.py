@@ -73,6 +73,7 @@ _BREAK_SPACE = re.compile("[\r\n\x85\u2028\u2029] ")
 _SPACE_BREAK = re.compile(" [\r\n\x85\u2028\u2029]")
 _INNER_INDICATOR = re.compile("[:](?:[ \t]|\\Z)|[ \t\r\n\x85\u2028\u2029\x00]#")
 _LEADING_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
+_LEADING_INDICATORS_BYTES = frozenset("#,[]{}&*!|>'\"%@`".encode())
 _TO_ESCAPE = re.compile('["\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\U00010000-\U0010ffff]')
 _NAMED_ESCAPES = {
     "\x00": "\\0", "\x07": "\\a", "\x08": "\\b", "\t": "\\t", "\n": "\\n", "\x0b": "\\v",
@@ -124,7 +125,7 @@ def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
     tag = ""
     if isinstance(value, (bytes, bytearray)):
         if len(value) >= _BIG and not simple_key:
-            big = _big_literal(value)
+            big = _big_literal(value) if b"\n" in value else _big_line(value)
             if big is not None:
                 return big
         try:
@@ -167,11 +168,52 @@ def _big_literal(data: bytes) -> _Scalar | None:
     """
     if b"\n" not in data or not _is_utf8(data):
         return None
-    if (data.endswith(b" ") or _SPACE_BREAK_BYTES.search(data) or _SPECIAL_BYTES.search(data)
-            or _LINE_SEPARATORS_BYTES.search(data)):
+    if (data.endswith(b" ") or _SPACE_BREAK_BYTES.search(data) or _special(data)
+            or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data)):
         return None
     return _Scalar(data, "", LITERAL, True)
 
+
+_ASCII_PLAIN = bytes(range(0x20, 0x7F)) + b"\t\n"
+
+
+def _special(data: bytes) -> bool:
+    """Whether UTF-8 `data` holds a special character (`_SPECIAL`): in ASCII, a control other
+    than tab and newline, looked for a batch at a time in C (the regular expression took 16 ms
+    a MB; translate makes an output as long as its input)."""
+    if data.isascii():
+        return any(data[start:start + _BIG].translate(None, _ASCII_PLAIN)
+                   for start in range(0, len(data), _BIG))
+    return _SPECIAL_BYTES.search(data) is not None
+
+
+# A value starting with one of these may read back as another type than a string (resolve).
+_RESOLVE_HINTS = frozenset(b"+-.0123456789yYnNtTfFoO~")
+_INNER_INDICATOR_BYTES = re.compile(rb":(?:[ \t]|\Z)|[ \t]#")
+
+
+def _big_line(data: bytes) -> _Scalar | None:
+    """A long UTF-8 value of one line (a JSON body with an image as base64) written plain or
+    single-quoted straight from its bytes, or None when it needs the general path.
+
+    Decoding it to text, then joining and encoding that text to write it, held the body four
+    times over. Its style follows from `_prepare` and `_analyze` without the text: starting with
+    no resolve hint, a long value reads back as a string, so plain is requested; with no line
+    break, tab or special character (all of them `_SPECIAL_BYTES` or tested here), only a space
+    at either end or an indicator (`_has_block_indicator`) makes it single-quoted.
+    """
+    if data[0] in _RESOLVE_HINTS or not _is_utf8(data):
+        return None
+    if (b"\t" in data or _special(data)
+            or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data)):
+        return None  # \r and U+0085, the other line breaks, are special characters
+    quoted = (data[0] in _LEADING_INDICATORS_BYTES or data[0] == 0x20 or data[-1] == 0x20
+              or (data[0] == 0x3F and data[1] in b" \t")  # "? "
+              or _INNER_INDICATOR_BYTES.search(data) is not None)
+    return _Scalar(data, "", SINGLE if quoted else PLAIN)
+
+
+_CONTINUATION = bytes(range(0x80, 0xC0))
 
 # Field names, header names and common values repeat in every interaction.
 _CACHED_LENGTH = 256
@@ -377,17 +419,42 @@ class _Writer:
         else:
             self.literal(text, indent)
 
-    def plain(self, text: str) -> None:
+    def plain(self, text: str | bytes) -> None:
         if text and not self.whitespace:
             self.parts.append(" ")
             self.column += 1
-        self.parts.append(text)
-        self.column += len(text)
+        if isinstance(text, str):
+            self.parts.append(text)
+            self.column += len(text)
+        else:  # a long line as UTF-8 bytes (see _big_line)
+            self._put_line(text, quote=False)
         if text:
             self.whitespace = False
         self.indention = False
 
-    def single_quoted(self, text: str, indent: int) -> None:
+    def _put_line(self, data: bytes, quote: bool) -> None:
+        """A long one-line value's UTF-8 bytes, in batches cut between characters (`quote`:
+        its single quotes doubled, as in a single-quoted scalar)."""
+        start, size = 0, len(data)
+        while start < size:
+            end = min(start + _BIG, size)
+            while end < size and data[end] & 0xC0 == 0x80:  # not inside a character
+                end -= 1
+            piece = data[start:end]
+            if quote:
+                piece = piece.replace(b"'", b"''")
+            self.put_long(piece)
+            # Characters, not bytes, as for text (nothing follows on the line anyway).
+            self.column += (len(piece) if piece.isascii()
+                            else len(piece.translate(None, _CONTINUATION)))
+            start = end
+
+    def single_quoted(self, text: str | bytes, indent: int) -> None:
+        if not isinstance(text, str):  # a long line as UTF-8 bytes (see _big_line)
+            self.write_indicator("'", True, False, False)
+            self._put_line(text, quote=True)
+            self._close_quote("'")
+            return
         if "\u2028" in text or "\u2029" in text:
             self.write_indicator("'", True, False, False)
             self._single_quoted_with_breaks(text, indent)

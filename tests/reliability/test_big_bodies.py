@@ -5,6 +5,9 @@ client is answered meanwhile."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import shlex
 import signal
 import subprocess
@@ -148,3 +151,69 @@ def test_sigterm_stops_the_proxy_while_a_large_cassette_loads(tmp_path):
     assert proxy.process.wait(timeout=10) == 0, proxy.output()[-2000:]
     asker.join(30)
     assert answered and answered[0] != "200"
+
+
+BIG_BODIES = 6
+BIG_BODY = 32 * MiB
+
+
+def image_request(seed: int) -> bytes:
+    """A chat request carrying an image as base64, as a multimodal client sends it."""
+    image = base64.b64encode(os.urandom(BIG_BODY * 3 // 4)).decode()
+    return json.dumps({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": f"What is in picture {seed}?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]}]}).encode()
+
+
+@pytest.fixture(scope="module")
+def http1_upstream(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("upstream")
+    cert, key = make_certificate(folder)
+    server = Upstream(cert, key, http2=False).start()
+    server.cert = cert
+    yield server
+    server.stop()
+
+
+def test_memory_returns_after_big_bodies_are_recorded(tmp_path, http1_upstream):
+    # Each body was held after it was recorded: by mitmproxy's flow objects, reference cycles the
+    # garbage collector was in no hurry to free (it counts objects made, not bytes), and by the
+    # upstream connection's TLS buffer, grown to the largest body sent and never shrunk. Six
+    # bodies of 50 MB left the proxy at 6.6x its RSS at rest.
+    upstream = http1_upstream  # an HTTP/2 stand-in takes seconds to read each body
+    proxy = Proxy(tmp_path / "proxy", upstream_ca=upstream.cert, launcher=True, vcr_mode="record",
+                  vcr_upstream=upstream.url).start()
+    try:
+        with proxy.client(timeout=120) as client:
+            # At rest: started, and one small request recorded (what recording loads is loaded).
+            assert client.post(URL, json={"model": "m", "messages": []}).status_code == 200
+            deadline = time.monotonic() + 30
+            while "recorded POST" not in proxy.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            at_rest = rss_mib(proxy.process.pid)
+            for seed in range(BIG_BODIES):
+                body = image_request(seed)
+                response = client.post(URL, content=body,
+                                       headers={"Content-Type": "application/json"})
+                assert response.status_code == 200, response.text[:300]
+                del body
+                upstream.requests.clear()  # the stand-in's copies, not the proxy's
+            # Every body recorded (each on disk when its save completes)...
+            deadline = time.monotonic() + 120
+            while (proxy.output().count("recorded POST") < BIG_BODIES + 1
+                   and time.monotonic() < deadline):
+                time.sleep(0.1)
+            assert proxy.output().count("recorded POST") == BIG_BODIES + 1, proxy.output()[-2000:]
+            cassette = tmp_path / "proxy" / "cassettes" / "default.yaml"
+            assert cassette.stat().st_size > BIG_BODIES * BIG_BODY
+            # ... and the memory they took handed back, the client still connected: looked at
+            # until it is, for at most 20 s (the proxy looks again for a few seconds).
+            deadline = time.monotonic() + 20
+            after = rss_mib(proxy.process.pid)
+            while after > 1.5 * at_rest and time.monotonic() < deadline:
+                time.sleep(0.5)
+                after = rss_mib(proxy.process.pid)
+            assert after <= 1.5 * at_rest, (at_rest, after)
+    finally:
+        proxy.stop()
