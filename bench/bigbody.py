@@ -12,6 +12,9 @@
 4. Many interactions: finding a recorded request (a hit, after the first) and naming the
    nearest recording on a miss, in a cassette of 50,000 chat interactions against one of 10
    (the matcher alone, the cassette already loaded). Goal: <= 10x.
+5. Loading that cassette of 50,000 interactions from its file (`proxy_addon.cassette.load`, in
+   this process, the first load), against PyYAML's C loader (`yaml.load` with CSafeLoader) on
+   the same bytes. Goal: <= 3 s. `vcr-proxy check` on the file is timed too (printed).
 
 Run: `.venv/bin/python bench/bigbody.py` (needs the test dependencies: `make test` installs them).
 """
@@ -31,7 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import report  # noqa: E402
-from proxy_addon.cassette import Interaction, Request, Response  # noqa: E402
+import yaml  # noqa: E402
+
+from proxy_addon.cassette import Cassette, Interaction, Request, Response, load  # noqa: E402
 from proxy_addon.credentials import scrub_request  # noqa: E402
 from proxy_addon.matchers import IncomingRequest, Matcher, MatchRules  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
@@ -181,7 +186,35 @@ def many_interactions() -> None:
                f"{large / small:.1f}x ({large * 1e3:.1f} ms)", "<= 10x", large / small <= 10)
 
 
+def big_load(folder: Path) -> None:
+    path = folder / "many.yaml"
+    with open(path, "wb") as handle:
+        Cassette(interactions=chat_interactions(50_000)).write(handle.write)
+    data = path.read_bytes()
+    started = time.perf_counter()
+    loaded = load(path)
+    ours = time.perf_counter() - started
+    assert len(loaded.interactions) == 50_000
+    del loaded
+    started = time.perf_counter()
+    yaml.load(data, Loader=yaml.CSafeLoader)
+    reference = time.perf_counter() - started
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "proxy_addon.cli", "check", str(path)],
+                            capture_output=True, text=True)
+    check = time.perf_counter() - started
+    if result.returncode:
+        sys.exit(f"check failed: {result.stderr}")
+    size = len(data) / 1e6
+    print(f"load 50,000 interactions ({size:.1f} MB): {ours:.2f} s; PyYAML CSafeLoader {reference:.2f} s; "
+          f"vcr-proxy check {check:.2f} s")
+    report(f"load a 50,000-interaction cassette ({size:.0f} MB) vs PyYAML C loader",
+           f"{ours:.2f} s ({ours / reference:.2f}x)", "<= 3 s", ours <= 3)
+
+
 def main() -> None:
+    with tempfile.TemporaryDirectory() as name:
+        big_load(Path(name))
     many_interactions()
     scrub_throughput()
     with tempfile.TemporaryDirectory() as name:
