@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import copy
+import dataclasses
 import functools
 import gzip
 import json
@@ -795,9 +795,28 @@ def cassette_findings(cassette) -> list[str]:
     """Where a cassette holds a credential (what `redact` would change), one place each."""
     found: list[str] = []
     for interaction in cassette.interactions:
-        places = scrub_interaction(copy.deepcopy(interaction))
+        places = scrub_interaction(_scratch_copy(interaction))
         found += [f"interaction #{interaction.id} {place}" for place in dict.fromkeys(places)]
     return found
+
+
+def _scratch_copy(interaction):
+    """A copy of `interaction` that scrubbing may change: its containers copied, its strings
+    and bytes (immutable) shared. copy.deepcopy took most of `check`'s time on 50,000."""
+    def fresh(value):
+        if isinstance(value, dict):
+            return {key: fresh(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fresh(item) for item in value]
+        return value
+
+    def copied(message):
+        clone = object.__new__(type(message))  # a dataclass without slots: its fields as they are
+        clone.__dict__.update((name, fresh(value)) for name, value in message.__dict__.items())
+        return clone
+
+    return dataclasses.replace(interaction, request=copied(interaction.request),
+                               response=copied(interaction.response))
 
 
 def redact_cassette(cassette) -> bool:
