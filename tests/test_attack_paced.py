@@ -1,0 +1,128 @@
+"""Attacks on paced replay written straight onto the client's connection (paced.py): what a
+client sees on the wire, and what the proxy keeps once a stream is over."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy_addon.cassette import Cassette, Interaction, Request, Response
+from proxy_addon.persisters.filesystem import write_atomic
+from proxy_addon.timing import Timing, body_hash, sidecar_path
+
+from .proxy import Proxy
+from .reliability.test_big_bodies import rss_mib
+
+CHAT = "https://openrouter.ai/api/v1/chat/completions"
+PATH = "/api/v1/chat/completions"
+MiB = 1 << 20
+
+
+def _interaction(number: int, url: str, events: list[bytes], content_type: str) -> Interaction:
+    body = b"".join(events).decode()
+    return Interaction(
+        id=number, request=Request(proto="HTTP/1.1", proto_major=1, proto_minor=1, url=url,
+                                   method="POST", body="{}", content_length=2),
+        response=Response(proto="HTTP/1.1", proto_major=1, proto_minor=1, content_length=-1,
+                          body=body, headers={"Content-Type": [content_type]}, status="200 OK",
+                          code=200, duration=int(0.01e9)))
+
+
+def _cassette(folder: Path, name: str, streams: list[tuple[str, list[bytes], list[float]]]) -> None:
+    """`name`: one interaction per (url, events, times in ms) stream, each with its timing."""
+    interactions, lines = [], []
+    for number, (url, events, times) in enumerate(streams):
+        content_type = "text/event-stream" if times else "application/json"
+        interaction = _interaction(number, url, events, content_type)
+        interactions.append(interaction)
+        body = interaction.response.body.encode()
+        if times:
+            lines.append(Timing(number, body_hash(body), 10.0, times, times[-1]).to_json() + "\n")
+    path = folder / "cassettes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, Cassette(interactions=interactions).dumps().encode())
+    write_atomic(sidecar_path(path), "".join(lines).encode())
+
+
+def _events(count: int) -> list[bytes]:
+    return [b'data: {"n": %d}\n\n' % n for n in range(count)]
+
+
+def _head(name: str, version: str = "HTTP/1.1", target: str = PATH, body: bytes = b"{}") -> bytes:
+    return (f"POST {target} {version}\r\nHost: openrouter.ai\r\nX-Vcr-Cassette: {name}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _through_tls(proxy: Proxy) -> ssl.SSLSocket:
+    """A client's connection to openrouter.ai through the proxy (CONNECT, then TLS)."""
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    raw.sendall(b"CONNECT openrouter.ai:443 HTTP/1.1\r\nHost: openrouter.ai:443\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += raw.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    context = ssl.create_default_context(cafile=str(proxy.ca))
+    context.set_alpn_protocols(["http/1.1"])
+    return context.wrap_socket(raw, server_hostname="openrouter.ai")
+
+
+def _until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while piece := connection.recv(65536):
+        received += piece
+    return received
+
+
+def _bad_lines(proxy: Proxy) -> list[str]:
+    return [line for line in proxy.output().splitlines()
+            if any(word in line for word in ("crashed", "Traceback", "Addon error"))]
+
+
+def test_memory_returns_after_big_paced_events(tmp_path):
+    """A paced stream's chunks were held once it was over (the stream and its pacer hold each
+    other, and no collection was asked for, as one is for a replayed body of that size), and an
+    event written straight onto the connection was handed to OpenSSL whole, growing the
+    connection's outgoing buffer to its size for as long as the connection stayed open: three
+    streams with a 40 MiB event left the proxy at 3.4x its memory at rest."""
+    big = b"data: " + b"x" * (40 * MiB) + b"\n\n"
+    _cassette(tmp_path, "big", [
+        (CHAT, [b"data: a\n\n", big, b"data: b\n\n", b"data: [DONE]\n\n"], [100, 300, 500, 600]),
+        (CHAT + "?small", [b"{}"], []),
+    ])
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", vcr_allow_repeats="true",
+                  launcher=True).start()
+    connections = []
+    try:
+        # At rest: the cassette loaded (a small answer from it), three connections open.
+        for _ in range(3):
+            connection = _through_tls(proxy)
+            connection.sendall(_head("big", target=PATH + "?small"))
+            answer = b""
+            while not answer.endswith(b"{}"):
+                answer += connection.recv(65536)
+            connections.append(connection)
+        time.sleep(0.5)
+        at_rest = rss_mib(proxy.process.pid)
+        for connection in connections:  # one stream each, the connections kept open
+            connection.sendall(_head("big"))
+            received = b""
+            while not received.endswith(b"0\r\n\r\n"):
+                received += connection.recv(MiB)
+            assert len(received) > 40 * MiB
+            del received
+        # Looked at until it is back, for at most 20 s (the collector looks again for a while).
+        deadline = time.monotonic() + 20
+        after = rss_mib(proxy.process.pid)
+        while after > 1.2 * at_rest + 10 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            after = rss_mib(proxy.process.pid)
+        assert after <= 1.2 * at_rest + 10, (at_rest, after)
+    finally:
+        for connection in connections:
+            connection.close()
+        proxy.stop()
+    assert not _bad_lines(proxy)
