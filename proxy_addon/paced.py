@@ -50,8 +50,10 @@ def install() -> None:
 def pace(flow: http.HTTPFlow, plan: Plan) -> None:
     """Answer `flow` with `plan`, each chunk at its time."""
     fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in plan.headers]
-    # Chunked on HTTP/1.1 (the connection stays usable); HTTP/2 drops the header itself.
-    fields.append((b"transfer-encoding", b"chunked"))
+    if flow.request.http_version != "HTTP/1.0":
+        # Chunked on HTTP/1.1 (the connection stays usable); HTTP/2 drops the header itself.
+        # An HTTP/1.0 client knows no chunks: its body ends where the connection does.
+        fields.append((b"transfer-encoding", b"chunked"))
     now = time.time()
     response = http.Response(b"HTTP/1.1", plan.status, plan.reason.encode("latin-1", "replace"),
                              http.Headers(fields), b"", None, now, now)
@@ -159,8 +161,9 @@ class _DirectWriter:
     """Writes a paced stream's chunks onto an HTTP/1 client's socket, through its TLS session
     if it has one, from event-loop timers."""
 
-    def __init__(self, tls: SSL.Connection | None, handler, writer: asyncio.StreamWriter):
-        self.tls, self.handler, self.writer = tls, handler, writer
+    def __init__(self, tls: SSL.Connection | None, handler, writer: asyncio.StreamWriter,
+                 chunked: bool = True):
+        self.tls, self.handler, self.writer, self.chunked = tls, handler, writer, chunked
         self.timer: asyncio.TimerHandle | None = None
         self.pacer: _Pacer | None = None
 
@@ -179,7 +182,8 @@ class _DirectWriter:
         writer = transport.writer if transport is not None else None
         if not isinstance(writer, asyncio.StreamWriter):
             return None
-        return cls(tls_layers[0].tls if tls_layers else None, handler, writer)
+        chunked = "chunked" in stream.flow.response.headers.get("transfer-encoding", "").lower()
+        return cls(tls_layers[0].tls if tls_layers else None, handler, writer, chunked)
 
     def start(self, pacer: _Pacer) -> None:
         self.pacer = pacer
@@ -206,7 +210,7 @@ class _DirectWriter:
             due.append(plan.chunks[pacer.next_chunk])
             pacer.next_chunk += 1
         data = b"".join(due)
-        if data and not self._write(b"%x\r\n%s\r\n" % (len(data), data)):
+        if data and not self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data):
             # The session refused it (renegotiating, or broken): the rest goes through the
             # layers at the last chunk's time, which handle the session as they do any write.
             pacer.next_chunk -= len(due)

@@ -82,6 +82,34 @@ def _bad_lines(proxy: Proxy) -> list[str]:
             if any(word in line for word in ("crashed", "Traceback", "Addon error"))]
 
 
+@pytest.mark.parametrize("transport", ["https", "plain-http"])
+def test_an_http10_client_gets_the_recorded_bytes_without_chunk_framing(tmp_path, transport):
+    """HTTP/1.0 has no chunked coding (RFC 9112 6.1: not sent unless the request is HTTP/1.1
+    or later): a paced stream to an HTTP/1.0 client is its recorded bytes, ended by the close.
+    It had each event wrapped in chunk sizes (`10\\r\\n...\\r\\n`), which such a client reads
+    as part of the body."""
+    events = _events(6)
+    url = CHAT if transport == "https" else CHAT.replace("https://", "http://")
+    _cassette(tmp_path, "paced", [(url, events, [20.0 * (n + 1) for n in range(6)])])
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", launcher=True).start()
+    try:
+        if transport == "https":
+            connection = _through_tls(proxy)
+            connection.sendall(_head("paced", "HTTP/1.0"))
+        else:
+            connection = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+            connection.sendall(_head("paced", "HTTP/1.0", target=url))
+        with connection:
+            received = _until_closed(connection)
+    finally:
+        proxy.stop()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), received[:300]
+    assert b"transfer-encoding" not in head.lower(), head
+    assert body == b"".join(events), body
+    assert not _bad_lines(proxy)
+
+
 def test_memory_returns_after_big_paced_events(tmp_path):
     """A paced stream's chunks were held once it was over (the stream and its pacer hold each
     other, and no collection was asked for, as one is for a replayed body of that size), and an
