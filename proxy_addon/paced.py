@@ -57,6 +57,8 @@ def pace(flow: http.HTTPFlow, plan: Plan) -> None:
     now = time.time()
     response = http.Response(b"HTTP/1.1", plan.status, plan.reason.encode("latin-1", "replace"),
                              http.Headers(fields), b"", None, now, now)
+    if plan.trailers:  # HTTP/2 only (playback.py): sent after the last chunk
+        response.trailers = http.Headers([(n.lower().encode(), v.encode()) for n, v in plan.trailers])
     flow.response = response
     flow.metadata[PLAN] = plan
 

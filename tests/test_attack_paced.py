@@ -8,6 +8,9 @@ import ssl
 import time
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from proxy_addon.cassette import Cassette, Interaction, Request, Response
@@ -22,22 +25,24 @@ PATH = "/api/v1/chat/completions"
 MiB = 1 << 20
 
 
-def _interaction(number: int, url: str, events: list[bytes], content_type: str) -> Interaction:
+def _interaction(number: int, url: str, events: list[bytes], content_type: str,
+                 trailer: dict | None = None) -> Interaction:
     body = b"".join(events).decode()
     return Interaction(
         id=number, request=Request(proto="HTTP/1.1", proto_major=1, proto_minor=1, url=url,
                                    method="POST", body="{}", content_length=2),
         response=Response(proto="HTTP/1.1", proto_major=1, proto_minor=1, content_length=-1,
                           body=body, headers={"Content-Type": [content_type]}, status="200 OK",
-                          code=200, duration=int(0.01e9)))
+                          code=200, duration=int(0.01e9), trailer=trailer or {}))
 
 
-def _cassette(folder: Path, name: str, streams: list[tuple[str, list[bytes], list[float]]]) -> None:
+def _cassette(folder: Path, name: str, streams: list[tuple[str, list[bytes], list[float]]],
+              trailer: dict | None = None) -> None:
     """`name`: one interaction per (url, events, times in ms) stream, each with its timing."""
     interactions, lines = [], []
     for number, (url, events, times) in enumerate(streams):
         content_type = "text/event-stream" if times else "application/json"
-        interaction = _interaction(number, url, events, content_type)
+        interaction = _interaction(number, url, events, content_type, trailer)
         interactions.append(interaction)
         body = interaction.response.body.encode()
         if times:
@@ -68,6 +73,39 @@ def _through_tls(proxy: Proxy) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=str(proxy.ca))
     context.set_alpn_protocols(["http/1.1"])
     return context.wrap_socket(raw, server_hostname="openrouter.ai")
+
+
+def _h2_exchange(proxy: Proxy, name: str) -> list:
+    """One POST over HTTP/2 through the proxy; h2's events for its stream, to its end."""
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    raw.sendall(b"CONNECT openrouter.ai:443 HTTP/1.1\r\nHost: openrouter.ai:443\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += raw.recv(4096)
+    context = ssl.create_default_context(cafile=str(proxy.ca))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(raw, server_hostname="openrouter.ai") as connection:
+        assert connection.selected_alpn_protocol() == "h2"
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        stream = client.get_next_available_stream_id()
+        client.send_headers(stream, [(":method", "POST"), (":path", PATH), (":scheme", "https"),
+                                     (":authority", "openrouter.ai"), ("x-vcr-cassette", name),
+                                     ("content-type", "application/json")])
+        client.send_data(stream, b"{}", end_stream=True)
+        connection.sendall(client.data_to_send())
+        found = []
+        while not any(isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset))
+                      for event in found):
+            data = connection.recv(65536)
+            assert data, found
+            for event in client.receive_data(data):
+                if getattr(event, "stream_id", None) == stream:
+                    found.append(event)
+                if isinstance(event, h2.events.DataReceived):
+                    client.acknowledge_received_data(event.flow_controlled_length, stream)
+            connection.sendall(client.data_to_send())
+    return found
 
 
 def _until_closed(connection: socket.socket) -> bytes:
@@ -153,4 +191,24 @@ def test_memory_returns_after_big_paced_events(tmp_path):
         for connection in connections:
             connection.close()
         proxy.stop()
+    assert not _bad_lines(proxy)
+
+
+@pytest.mark.parametrize("timing", ["none", "events"])
+def test_recorded_trailers_reach_an_http2_client_of_a_paced_stream_too(tmp_path, timing):
+    """A recorded response's trailers are replayed to an HTTP/2 client (playback.py): they were
+    dropped when the stream was paced (timing events), and sent when it was not."""
+    events = _events(4)
+    _cassette(tmp_path, "paced", [(CHAT, events, [20.0, 40.0, 60.0, 80.0])],
+              trailer={"X-Checksum": ["abc123"]})
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing=timing, launcher=True).start()
+    try:
+        found = _h2_exchange(proxy, "paced")
+    finally:
+        proxy.stop()
+    body = b"".join(event.data for event in found if isinstance(event, h2.events.DataReceived))
+    assert body == b"".join(events)
+    trailers = [event.headers for event in found if isinstance(event, h2.events.TrailersReceived)]
+    assert trailers == [[(b"x-checksum", b"abc123")]], [type(event).__name__ for event in found]
+    assert isinstance(found[-1], h2.events.StreamEnded)
     assert not _bad_lines(proxy)
