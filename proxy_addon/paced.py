@@ -31,7 +31,9 @@ from mitmproxy.proxy.layers.http import DropStream, HttpErrorHook, HttpStream, S
 from mitmproxy.proxy.layers.http._events import (ErrorCode, ResponseData, ResponseHeaders,
                                                  ResponseProtocolError)
 
+from . import collector
 from .replay import Plan
+from .tls_writes import PIECE
 
 PLAN = "vcr_paced"  # flow.metadata key: the Plan to send in pieces
 EARLY = 0.0005  # seconds: a chunk due this soon goes now rather than after another timer
@@ -48,11 +50,15 @@ def install() -> None:
 def pace(flow: http.HTTPFlow, plan: Plan) -> None:
     """Answer `flow` with `plan`, each chunk at its time."""
     fields = [(name.encode("utf-8"), value.encode("utf-8")) for name, value in plan.headers]
-    # Chunked on HTTP/1.1 (the connection stays usable); HTTP/2 drops the header itself.
-    fields.append((b"transfer-encoding", b"chunked"))
+    if flow.request.http_version != "HTTP/1.0":
+        # Chunked on HTTP/1.1 (the connection stays usable); HTTP/2 drops the header itself.
+        # An HTTP/1.0 client knows no chunks: its body ends where the connection does.
+        fields.append((b"transfer-encoding", b"chunked"))
     now = time.time()
     response = http.Response(b"HTTP/1.1", plan.status, plan.reason.encode("latin-1", "replace"),
                              http.Headers(fields), b"", None, now, now)
+    if plan.trailers:  # HTTP/2 only (playback.py): sent after the last chunk
+        response.trailers = http.Headers([(n.lower().encode(), v.encode()) for n, v in plan.trailers])
     flow.response = response
     flow.metadata[PLAN] = plan
 
@@ -77,6 +83,19 @@ class _Pacer:
         self.waiting: commands.RequestWakeup | None = None
         self.direct: _DirectWriter | None = None
 
+    def finish(self) -> None:
+        """The plan is sent, or never will be: its chunks are let go of, and a big body's
+        memory handed back (collector.give_back) as a recorded one's is. The stream and its
+        pacer hold each other, so without a collection the chunks stayed for good."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.direct is not None and self.direct.timer is not None:
+            self.direct.timer.cancel()  # a client gone: its timer no longer holds the stream
+            self.direct.timer = None
+        size = sum(map(len, self.plan.chunks))
+        collector.give_back(size, self.stream.flow)
+
     def handle_event(self, event: events.Event):
         if isinstance(event, events.Wakeup):
             if event.command is self.waiting and not self.finished:
@@ -88,7 +107,7 @@ class _Pacer:
             return
         # The client cancelled or went away mid-stream: stop sending. (mitmproxy's own handling
         # would pass the error on to the upstream this flow never had.)
-        self.finished = True
+        self.finish()
         stream = self.stream
         stream.flow.error = flow.Error(getattr(event, "message", "the client went away"))
         yield HttpErrorHook(stream.flow)
@@ -126,7 +145,7 @@ class _Pacer:
                 wait = max(wait, plan.started + times[-1] - now)
             yield from self._wait(wait)
             return
-        self.finished = True
+        self.finish()
         if plan.cut:
             # The recording ends where its upstream cut it off: so does the replay.
             yield from stream.handle_protocol_error(ResponseProtocolError(
@@ -144,8 +163,9 @@ class _DirectWriter:
     """Writes a paced stream's chunks onto an HTTP/1 client's socket, through its TLS session
     if it has one, from event-loop timers."""
 
-    def __init__(self, tls: SSL.Connection | None, handler, writer: asyncio.StreamWriter):
-        self.tls, self.handler, self.writer = tls, handler, writer
+    def __init__(self, tls: SSL.Connection | None, handler, writer: asyncio.StreamWriter,
+                 chunked: bool = True):
+        self.tls, self.handler, self.writer, self.chunked = tls, handler, writer, chunked
         self.timer: asyncio.TimerHandle | None = None
         self.pacer: _Pacer | None = None
 
@@ -164,7 +184,8 @@ class _DirectWriter:
         writer = transport.writer if transport is not None else None
         if not isinstance(writer, asyncio.StreamWriter):
             return None
-        return cls(tls_layers[0].tls if tls_layers else None, handler, writer)
+        chunked = "chunked" in stream.flow.response.headers.get("transfer-encoding", "").lower()
+        return cls(tls_layers[0].tls if tls_layers else None, handler, writer, chunked)
 
     def start(self, pacer: _Pacer) -> None:
         self.pacer = pacer
@@ -191,27 +212,38 @@ class _DirectWriter:
             due.append(plan.chunks[pacer.next_chunk])
             pacer.next_chunk += 1
         data = b"".join(due)
-        if data and not self._write(b"%x\r\n%s\r\n" % (len(data), data)):
-            pacer.finished = True
+        if data and not self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data):
+            # The session refused it (renegotiating, or broken): the rest goes through the
+            # layers at the last chunk's time, which handle the session as they do any write.
+            pacer.next_chunk -= len(due)
             return
         self._schedule()
 
     def _write(self, data: bytes) -> bool:
+        """Send `data`; False if the TLS session took none of it."""
         tls = self.tls
         if tls is not None:
+            # To OpenSSL a piece at a time, as tls_writes.py has mitmproxy do: a big event
+            # encrypted whole grew the connection's outgoing buffer to its size, for good.
+            encrypted: list[bytes] = []
+            view = memoryview(data)
             try:
-                tls.sendall(data)
-                pieces = []
-                while True:
-                    piece = tls.bio_read(1 << 20)
-                    pieces.append(piece)
-                    if len(piece) < 1 << 20:
-                        break
-            except SSL.WantReadError:
-                pass
+                for start in range(0, len(view), PIECE):
+                    tls.sendall(view[start:start + PIECE])
+                    while True:
+                        try:
+                            encrypted.append(tls.bio_read(PIECE << 1))
+                        except SSL.WantReadError:  # all of it read out
+                            break
             except SSL.Error:
-                return False
-            data = b"".join(pieces)
+                if not encrypted:
+                    return False
+                # The session moved on past part of it: what it encrypted goes, and the
+                # connection ends (the client sees the stream cut off, the layers hear of it).
+                self.writer.write(b"".join(encrypted))
+                self.writer.close()
+                return True
+            data = b"".join(encrypted)
         self.handler.timeout_watchdog.register_activity()
         self.writer.write(data)
         return True

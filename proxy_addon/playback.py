@@ -134,13 +134,13 @@ class Player:
         streamed = any(name.lower() == "content-type" and ("text/event-stream" in value.lower()
                                                            or is_aws_event_stream(value))
                        for name, value in headers)
+        if response.trailer and flow.request.http_version == "HTTP/2.0" and not plan.cut:
+            # HTTP/2 carries trailers after any body (gRPC's Grpc-Status), paced or not; HTTP/1.1
+            # only in chunked bodies, which mitmproxy sends none with.
+            plan.trailers = [(name, value) for name, values in response.trailer.items() for value in values]
         if plan.cut or (streamed and timing != "none"):
             paced.pace(flow, plan)
             return None
-        if response.trailer and flow.request.http_version == "HTTP/2.0":
-            # HTTP/2 carries trailers after any body (gRPC's Grpc-Status); HTTP/1.1 only in
-            # chunked bodies, which a whole recorded body is not sent as.
-            plan.trailers = [(name, value) for name, values in response.trailer.items() for value in values]
         wait = plan.started + plan.headers_at - time.time()
         if wait > 0:
             return self._respond_later(flow, plan, wait)
