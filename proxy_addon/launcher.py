@@ -38,9 +38,14 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
         return 2
     reserved = None
     if port == 0:  # one port for all: chosen here, held until they listen on it
-        reserved = socket.socket(socket.AF_INET6 if ":" in listen_host else socket.AF_INET)
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserved.bind((listen_host, 0))
+        try:
+            reserved = socket.socket(socket.AF_INET6 if ":" in listen_host else socket.AF_INET)
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reserved.bind((listen_host, 0))
+        except OSError as error:  # an address not of this machine, a name that does not resolve
+            click.echo(f"vcr-proxy: cannot listen on {listen_host}:0: {error.strerror or error}",
+                       err=True)
+            return 1
         port = reserved.getsockname()[1]
     settings = {**settings, "vcr_workers": str(workers)}
     children = []

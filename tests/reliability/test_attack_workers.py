@@ -1,0 +1,39 @@
+"""Attacks on `vcr-proxy start --workers N`: how its replay processes start, fail, stop and
+lose one of their own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.proxy import ROOT, Proxy
+from tests.test_paced_replay import _children, _free_port, _gone, _read_stream
+from tests.test_replay import _stream_cassette
+
+CHAT = "https://openrouter.ai/api/v1/chat/completions"
+VCR_PROXY = [sys.executable, str(ROOT / "scripts" / "vcr-proxy")]
+
+
+def _start(tmp_path, *args: str) -> list[str]:
+    return [*VCR_PROXY, "start", "--mode", "replay", "--dir", str(tmp_path),
+            "--confdir", str(tmp_path / "conf"), *args]
+
+
+@pytest.mark.parametrize("args", [
+    ["--port", "0", "--listen-host", "nosuchhost.invalid"],
+    ["--port", "0", "--listen-host", "192.0.2.1"],  # TEST-NET-1: no address of this machine
+], ids=["unresolvable", "not-local"])
+def test_workers_on_an_address_they_cannot_listen_on_say_so_in_one_line(tmp_path, args):
+    """With --port 0 the launcher reserves the workers' port itself: an address it cannot bind
+    ended the start in a Python traceback."""
+    result = subprocess.run(_start(tmp_path, "--workers", "2", *args), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"vcr-proxy: cannot listen on {args[-1]}:0: "), lines
