@@ -54,9 +54,17 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
         if child == 0:
             status = 1
             try:
+                # Quiet until it listens: every worker reads the same settings, so a setting or
+                # an address that fails, fails in each; the first tells it, once.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                told = (os.dup(1), os.dup(2))  # mitmproxy's log goes to stdout, ours to stderr
+                with open(os.devnull, "wb") as devnull:
+                    os.dup2(devnull.fileno(), 1)
+                    os.dup2(devnull.fileno(), 2)
                 worker = {**settings, "vcr_parent_pid": str(os.getppid())}
                 status = asyncio.run(_serve(listen_host, port, worker, confdir, announce=False,
-                                            share_port=True))
+                                            share_port=True, forked=told))
             finally:
                 sys.stderr.flush()
                 os._exit(status)
@@ -74,6 +82,21 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
             os.waitpid(child, 0)
 
 
+class _Listening:
+    """A forked worker's addon: once it listens (mitmproxy's `running` comes after its servers
+    are up, and after the vcr-proxy addon's), its output goes where the first's does."""
+
+    def __init__(self, told: tuple[int, int], vcr) -> None:
+        self.told, self.vcr = told, vcr
+
+    def running(self) -> None:
+        if not self.vcr.failed_to_start:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(self.told[0], 1)
+            os.dup2(self.told[1], 2)
+
+
 def _share_listening_port() -> None:
     # mitmproxy opens its listening socket with asyncio.start_server and no way to ask for
     # SO_REUSEPORT; each worker asks for it so that all of them can listen on one port.
@@ -88,7 +111,8 @@ def _share_listening_port() -> None:
 
 async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
                  announce: bool = True, share_port: bool = False,
-                 held: socket.socket | None = None) -> int:
+                 held: socket.socket | None = None,
+                 forked: tuple[int, int] | None = None) -> int:
     if share_port:
         _share_listening_port()
     _bare_addons_package()
@@ -133,6 +157,8 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         click.echo(f"vcr-proxy: {error}", err=True)
         return 2
     _show_status_lines()
+    if forked is not None:
+        master.addons.add(_Listening(forked, vcr))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, master.shutdown)

@@ -37,3 +37,17 @@ def test_workers_on_an_address_they_cannot_listen_on_say_so_in_one_line(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"vcr-proxy: cannot listen on {args[-1]}:0: "), lines
+
+
+@pytest.mark.parametrize("bad", [["--set", "vcr_speed=fast"], ["--set", "no_such_option=1"]],
+                         ids=["bad-value", "unknown-option"])
+def test_a_start_that_fails_is_told_once_not_once_a_worker(tmp_path, bad):
+    """Every worker read the same settings and told the same error, as many times as there
+    were workers that got to it before the first stopped them: 1 to 4 lines for 4 workers,
+    one line about half the time (so a few starts)."""
+    for _ in range(5):
+        result = subprocess.run(_start(tmp_path, "--workers", "4", "--port", str(_free_port()),
+                                       *bad), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vcr-proxy: "), result.stderr
