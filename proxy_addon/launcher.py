@@ -183,6 +183,13 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         # Connections still open when the proxy stops are cancelled with the event loop;
         # asyncio would print each cancellation as a traceback.
         loop.set_exception_handler(_quiet_cancellations)
+        if forked is not None:
+            # Stopping already (a signal to the whole group, Ctrl-C's), it may be told to stop
+            # again by the first worker: a signal that came as the event loop closed its own
+            # wakeup pipe was printed as a traceback. Nothing is left to stop.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN)
     # The addon has listed them at shutdown; a run that lost recordings must not look green.
     return 1 if vcr.recorder.failures or vcr.failed_to_start else 0
 
