@@ -69,17 +69,21 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
                 sys.stderr.flush()
                 os._exit(status)
         children.append(child)
+    ended: set[int] = set()  # children already waited for
     try:
         return asyncio.run(_serve(listen_host, port, settings, confdir, share_port=True,
-                                  held=reserved))
+                                  held=reserved, children=(children, ended)))
     finally:
         for child in children:
+            if child in ended:
+                continue
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         for child in children:
-            os.waitpid(child, 0)
+            if child not in ended:
+                os.waitpid(child, 0)
 
 
 class _Listening:
@@ -97,6 +101,45 @@ class _Listening:
             os.dup2(self.told[1], 2)
 
 
+class _Workers:
+    """The first worker's addon: tells of any other worker that ends before it stops."""
+
+    def __init__(self, children: list[int], ended: set[int]) -> None:
+        self.children, self.ended = children, ended
+        self.lost = False  # a worker ended by a signal or with an error
+        self.watch: asyncio.Task | None = None
+
+    def running(self) -> None:
+        self.watch = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        from mitmproxy import ctx
+
+        log = logging.getLogger("vcr-proxy")
+        total = len(self.children) + 1
+        while len(self.ended) < len(self.children):
+            await asyncio.sleep(0.25)
+            for child in self.children:
+                if child in self.ended:
+                    continue
+                try:
+                    pid, status = os.waitpid(child, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status = child, 0
+                if pid == 0:
+                    continue
+                self.ended.add(child)
+                if ctx.master.should_exit.is_set():
+                    continue  # stopping with the others
+                if os.WIFSIGNALED(status):
+                    how = f"killed by signal {os.WTERMSIG(status)}"
+                else:
+                    how = f"exit status {os.waitstatus_to_exitcode(status)}"
+                self.lost = self.lost or how != "exit status 0"
+                log.warning(f"vcr-proxy: replay worker {child} ended ({how}); "
+                            f"{total - len(self.ended)} of {total} workers serve on")
+
+
 def _share_listening_port() -> None:
     # mitmproxy opens its listening socket with asyncio.start_server and no way to ask for
     # SO_REUSEPORT; each worker asks for it so that all of them can listen on one port.
@@ -111,8 +154,8 @@ def _share_listening_port() -> None:
 
 async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
                  announce: bool = True, share_port: bool = False,
-                 held: socket.socket | None = None,
-                 forked: tuple[int, int] | None = None) -> int:
+                 held: socket.socket | None = None, forked: tuple[int, int] | None = None,
+                 children: tuple[list[int], set[int]] | None = None) -> int:
     if share_port:
         _share_listening_port()
     _bare_addons_package()
@@ -157,6 +200,9 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         click.echo(f"vcr-proxy: {error}", err=True)
         return 2
     _show_status_lines()
+    watcher = _Workers(*children) if children is not None else None
+    if watcher is not None:
+        master.addons.add(watcher)
     if forked is not None:
         master.addons.add(_Listening(forked, vcr))
     loop = asyncio.get_running_loop()
@@ -190,8 +236,12 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
                 signal.signal(signum, signal.SIG_IGN)
-    # The addon has listed them at shutdown; a run that lost recordings must not look green.
-    return 1 if vcr.recorder.failures or vcr.failed_to_start else 0
+        if watcher is not None and watcher.watch is not None:
+            watcher.watch.cancel()
+    # The addon has listed them at shutdown; a run that lost recordings must not look green,
+    # nor one that lost a replay worker.
+    lost = watcher is not None and watcher.lost
+    return 1 if vcr.recorder.failures or vcr.failed_to_start or lost else 0
 
 
 def _quiet_cancellations(loop, context) -> None:

@@ -80,6 +80,34 @@ def test_a_stop_signal_to_the_whole_group_stops_every_worker_quietly(tmp_path):
             _gone(pid)
 
 
+def test_the_first_worker_tells_of_a_worker_killed_and_the_others_serve_on(tmp_path):
+    """A worker killed (the OOM killer, kill -9) went unnoticed: no line said so, the load test
+    ran on with a share of its capacity gone, and the proxy exited 0."""
+    _stream_cassette(tmp_path, [0.05])
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", vcr_allow_repeats="true",
+                  launcher=True, workers=3).start()
+    try:
+        pids = _serving_pids(proxy, 3)
+        children = _children(proxy.process.pid)
+        assert len(children) == 2 and set(children) <= pids
+        os.kill(children[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while f"replay worker {children[0]} ended" not in proxy.output():
+            assert time.monotonic() < deadline, proxy.output()
+            time.sleep(0.1)
+        told = [line for line in proxy.output().splitlines() if "replay worker" in line]
+        assert len(told) == 1 and "killed by signal 9" in told[0] and "2 of 3" in told[0], told
+        for _ in range(6):  # a new connection each: all reach a living worker
+            with proxy.client() as client:
+                _, body, _ = _read_stream(client, CHAT, {"X-Vcr-Cassette": "paced"})
+            assert body.endswith(b"data: [DONE]\n\n")
+    finally:
+        proxy.stop()
+    assert proxy.process.returncode == 1  # a run that lost a worker does not look green
+    _gone(children[1])
+    assert "Traceback" not in proxy.output()
+
+
 def _serving_pids(proxy: Proxy, workers: int) -> set[int]:
     """The pids of `workers` workers, each seen answering /status (new connections until all
     have been: the kernel spreads them)."""
