@@ -38,9 +38,14 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
         return 2
     reserved = None
     if port == 0:  # one port for all: chosen here, held until they listen on it
-        reserved = socket.socket(socket.AF_INET6 if ":" in listen_host else socket.AF_INET)
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserved.bind((listen_host, 0))
+        try:
+            reserved = socket.socket(socket.AF_INET6 if ":" in listen_host else socket.AF_INET)
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reserved.bind((listen_host, 0))
+        except OSError as error:  # an address not of this machine, a name that does not resolve
+            click.echo(f"vcr-proxy: cannot listen on {listen_host}:0: {error.strerror or error}",
+                       err=True)
+            return 1
         port = reserved.getsockname()[1]
     settings = {**settings, "vcr_workers": str(workers)}
     children = []
@@ -49,24 +54,90 @@ def _run_workers(listen_host: str, port: int, settings: dict[str, str], confdir:
         if child == 0:
             status = 1
             try:
+                # Quiet until it listens: every worker reads the same settings, so a setting or
+                # an address that fails, fails in each; the first tells it, once.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                told = (os.dup(1), os.dup(2))  # mitmproxy's log goes to stdout, ours to stderr
+                with open(os.devnull, "wb") as devnull:
+                    os.dup2(devnull.fileno(), 1)
+                    os.dup2(devnull.fileno(), 2)
                 worker = {**settings, "vcr_parent_pid": str(os.getppid())}
                 status = asyncio.run(_serve(listen_host, port, worker, confdir, announce=False,
-                                            share_port=True))
+                                            share_port=True, forked=told))
             finally:
                 sys.stderr.flush()
                 os._exit(status)
         children.append(child)
+    ended: set[int] = set()  # children already waited for
     try:
         return asyncio.run(_serve(listen_host, port, settings, confdir, share_port=True,
-                                  held=reserved))
+                                  held=reserved, children=(children, ended)))
     finally:
         for child in children:
+            if child in ended:
+                continue
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         for child in children:
-            os.waitpid(child, 0)
+            if child not in ended:
+                os.waitpid(child, 0)
+
+
+class _Listening:
+    """A forked worker's addon: once it listens (mitmproxy's `running` comes after its servers
+    are up, and after the vcr-proxy addon's), its output goes where the first's does."""
+
+    def __init__(self, told: tuple[int, int], vcr) -> None:
+        self.told, self.vcr = told, vcr
+
+    def running(self) -> None:
+        if not self.vcr.failed_to_start:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(self.told[0], 1)
+            os.dup2(self.told[1], 2)
+
+
+class _Workers:
+    """The first worker's addon: tells of any other worker that ends before it stops."""
+
+    def __init__(self, children: list[int], ended: set[int]) -> None:
+        self.children, self.ended = children, ended
+        self.lost = False  # a worker ended by a signal or with an error
+        self.watch: asyncio.Task | None = None
+
+    def running(self) -> None:
+        self.watch = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        from mitmproxy import ctx
+
+        log = logging.getLogger("vcr-proxy")
+        total = len(self.children) + 1
+        while len(self.ended) < len(self.children):
+            await asyncio.sleep(0.25)
+            for child in self.children:
+                if child in self.ended:
+                    continue
+                try:
+                    pid, status = os.waitpid(child, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status = child, 0
+                if pid == 0:
+                    continue
+                self.ended.add(child)
+                if ctx.master.should_exit.is_set():
+                    continue  # stopping with the others
+                if os.WIFSIGNALED(status):
+                    how = f"killed by signal {os.WTERMSIG(status)}"
+                else:
+                    how = f"exit status {os.waitstatus_to_exitcode(status)}"
+                self.lost = self.lost or how != "exit status 0"
+                log.warning(f"vcr-proxy: replay worker {child} ended ({how}); "
+                            f"{total - len(self.ended)} of {total} workers serve on")
 
 
 def _share_listening_port() -> None:
@@ -83,7 +154,8 @@ def _share_listening_port() -> None:
 
 async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir: str | None,
                  announce: bool = True, share_port: bool = False,
-                 held: socket.socket | None = None) -> int:
+                 held: socket.socket | None = None, forked: tuple[int, int] | None = None,
+                 children: tuple[list[int], set[int]] | None = None) -> int:
     if share_port:
         _share_listening_port()
     _bare_addons_package()
@@ -128,6 +200,11 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         click.echo(f"vcr-proxy: {error}", err=True)
         return 2
     _show_status_lines()
+    watcher = _Workers(*children) if children is not None else None
+    if watcher is not None:
+        master.addons.add(watcher)
+    if forked is not None:
+        master.addons.add(_Listening(forked, vcr))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, master.shutdown)
@@ -152,8 +229,19 @@ async def _serve(listen_host: str, port: int, settings: dict[str, str], confdir:
         # Connections still open when the proxy stops are cancelled with the event loop;
         # asyncio would print each cancellation as a traceback.
         loop.set_exception_handler(_quiet_cancellations)
-    # The addon has listed them at shutdown; a run that lost recordings must not look green.
-    return 1 if vcr.recorder.failures or vcr.failed_to_start else 0
+        if forked is not None:
+            # Stopping already (a signal to the whole group, Ctrl-C's), it may be told to stop
+            # again by the first worker: a signal that came as the event loop closed its own
+            # wakeup pipe was printed as a traceback. Nothing is left to stop.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN)
+        if watcher is not None and watcher.watch is not None:
+            watcher.watch.cancel()
+    # The addon has listed them at shutdown; a run that lost recordings must not look green,
+    # nor one that lost a replay worker.
+    lost = watcher is not None and watcher.lost
+    return 1 if vcr.recorder.failures or vcr.failed_to_start or lost else 0
 
 
 def _quiet_cancellations(loop, context) -> None:

@@ -94,6 +94,9 @@ class _Pacer:
             self.direct.timer.cancel()  # a client gone: its timer no longer holds the stream
             self.direct.timer = None
         size = sum(map(len, self.plan.chunks))
+        # Not sent, or sent already: dropped now. A wakeup still pending holds the pacer until
+        # it is due (an HTTP/2 stream the client reset: its connection lives on).
+        self.plan.chunks, self.plan.chunk_at = [], []
         collector.give_back(size, self.stream.flow)
 
     def handle_event(self, event: events.Event):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import pytest
 
@@ -75,8 +76,8 @@ def _through_tls(proxy: Proxy) -> ssl.SSLSocket:
     return context.wrap_socket(raw, server_hostname="openrouter.ai")
 
 
-def _h2_exchange(proxy: Proxy, name: str) -> list:
-    """One POST over HTTP/2 through the proxy; h2's events for its stream, to its end."""
+def _h2_connection(proxy: Proxy) -> tuple[ssl.SSLSocket, h2.connection.H2Connection]:
+    """An HTTP/2 connection to openrouter.ai through the proxy (CONNECT, TLS, h2)."""
     raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
     raw.sendall(b"CONNECT openrouter.ai:443 HTTP/1.1\r\nHost: openrouter.ai:443\r\n\r\n")
     answer = b""
@@ -84,28 +85,47 @@ def _h2_exchange(proxy: Proxy, name: str) -> list:
         answer += raw.recv(4096)
     context = ssl.create_default_context(cafile=str(proxy.ca))
     context.set_alpn_protocols(["h2"])
-    with context.wrap_socket(raw, server_hostname="openrouter.ai") as connection:
-        assert connection.selected_alpn_protocol() == "h2"
-        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        client.initiate_connection()
-        stream = client.get_next_available_stream_id()
-        client.send_headers(stream, [(":method", "POST"), (":path", PATH), (":scheme", "https"),
-                                     (":authority", "openrouter.ai"), ("x-vcr-cassette", name),
-                                     ("content-type", "application/json")])
-        client.send_data(stream, b"{}", end_stream=True)
+    connection = context.wrap_socket(raw, server_hostname="openrouter.ai")
+    assert connection.selected_alpn_protocol() == "h2"
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    connection.sendall(client.data_to_send())
+    return connection, client
+
+
+def _h2_post(connection: ssl.SSLSocket, client: h2.connection.H2Connection, name: str) -> int:
+    stream = client.get_next_available_stream_id()
+    client.send_headers(stream, [(":method", "POST"), (":path", PATH), (":scheme", "https"),
+                                 (":authority", "openrouter.ai"), ("x-vcr-cassette", name),
+                                 ("content-type", "application/json")])
+    client.send_data(stream, b"{}", end_stream=True)
+    connection.sendall(client.data_to_send())
+    return stream
+
+
+def _h2_until(connection: ssl.SSLSocket, client: h2.connection.H2Connection, stream: int,
+              done) -> list:
+    """h2's events for `stream` until `done(event)` holds for one of them."""
+    found = []
+    while not any(done(event) for event in found):
+        data = connection.recv(65536)
+        assert data, found
+        for event in client.receive_data(data):
+            if getattr(event, "stream_id", None) == stream:
+                found.append(event)
+            if isinstance(event, h2.events.DataReceived):
+                client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         connection.sendall(client.data_to_send())
-        found = []
-        while not any(isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset))
-                      for event in found):
-            data = connection.recv(65536)
-            assert data, found
-            for event in client.receive_data(data):
-                if getattr(event, "stream_id", None) == stream:
-                    found.append(event)
-                if isinstance(event, h2.events.DataReceived):
-                    client.acknowledge_received_data(event.flow_controlled_length, stream)
-            connection.sendall(client.data_to_send())
     return found
+
+
+def _h2_exchange(proxy: Proxy, name: str) -> list:
+    """One POST over HTTP/2 through the proxy; h2's events for its stream, to its end."""
+    connection, client = _h2_connection(proxy)
+    with connection:
+        stream = _h2_post(connection, client, name)
+        return _h2_until(connection, client, stream, lambda event: isinstance(
+            event, (h2.events.StreamEnded, h2.events.StreamReset)))
 
 
 def _until_closed(connection: socket.socket) -> bytes:
@@ -211,4 +231,38 @@ def test_recorded_trailers_reach_an_http2_client_of_a_paced_stream_too(tmp_path,
     trailers = [event.headers for event in found if isinstance(event, h2.events.TrailersReceived)]
     assert trailers == [[(b"x-checksum", b"abc123")]], [type(event).__name__ for event in found]
     assert isinstance(found[-1], h2.events.StreamEnded)
+    assert not _bad_lines(proxy)
+
+
+def test_an_http2_stream_the_client_resets_lets_go_of_its_events(tmp_path):
+    """An HTTP/2 client that resets a paced stream (RST_STREAM) keeps its connection: the
+    stream's next wakeup stays pending until that chunk was due, and it held the whole plan
+    until then (20 resets of a stream with a 4 MiB event due after 60 s: +84 MiB for 60 s)."""
+    events = [b"data: a\n\n", b"data: " + b"q" * (4 * MiB) + b"\n\n", b"data: [DONE]\n\n"]
+    _cassette(tmp_path, "paced", [(CHAT, events, [10.0, 60000.0, 60010.0])])
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", vcr_allow_repeats="true",
+                  launcher=True).start()
+    connection, client = _h2_connection(proxy)
+
+    def first_event_then_reset() -> None:
+        stream = _h2_post(connection, client, "paced")
+        _h2_until(connection, client, stream, lambda event: isinstance(event, h2.events.DataReceived))
+        client.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+        connection.sendall(client.data_to_send())
+
+    try:
+        first_event_then_reset()  # the cassette loaded
+        time.sleep(0.5)
+        at_rest = rss_mib(proxy.process.pid)
+        for _ in range(20):
+            first_event_then_reset()
+        deadline = time.monotonic() + 20
+        after = rss_mib(proxy.process.pid)
+        while after > at_rest + 20 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            after = rss_mib(proxy.process.pid)
+        assert after <= at_rest + 20, (at_rest, after)
+    finally:
+        connection.close()
+        proxy.stop()
     assert not _bad_lines(proxy)
