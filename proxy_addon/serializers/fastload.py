@@ -75,13 +75,13 @@ _REMEMBERED_LINE = 256  # and so are lines this short (a longer one is a body)
 _NEWLINE, _SPACE, _TAB, _COLON = 10, 32, 9, 58
 
 # The fields of go-vcr's structs and how each is typed (the loader's decoder methods).
-_REQUEST = {
+REQUEST_FIELDS = {
     "proto": "string", "proto_major": "integer", "proto_minor": "integer",
     "content_length": "integer", "transfer_encoding": "strings", "trailer": "header",
     "host": "string", "remote_addr": "string", "request_uri": "string", "body": "string",
     "form": "header", "headers": "header", "url": "string", "method": "string",
 }
-_RESPONSE = {
+RESPONSE_FIELDS = {
     "proto": "string", "proto_major": "integer", "proto_minor": "integer",
     "transfer_encoding": "strings", "trailer": "header", "content_length": "integer",
     "uncompressed": "boolean", "body": "string", "headers": "header", "status": "string",
@@ -89,8 +89,8 @@ _RESPONSE = {
 }
 _SCALARS = frozenset(("string", "integer", "boolean", "duration"))
 # The same, by the bytes of the names as they stand in a file.
-_FIELDS = {Request: {name.encode(): (name, kind) for name, kind in _REQUEST.items()},
-           Response: {name.encode(): (name, kind) for name, kind in _RESPONSE.items()}}
+_FIELDS = {Request: {name.encode(): (name, kind) for name, kind in REQUEST_FIELDS.items()},
+           Response: {name.encode(): (name, kind) for name, kind in RESPONSE_FIELDS.items()}}
 _REQUIRED = {Request: ("url", "method"), Response: ("code",)}
 
 

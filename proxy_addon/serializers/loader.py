@@ -28,6 +28,8 @@ from ..errors import CassetteError
 from ..files import CASSETTE_ADVICE, read_regular
 from .aliases import count_aliases
 from .emitter import DEFAULT_LAYOUT, LAYOUTS, Layout
+from .fastload import REQUEST_FIELDS as _REQUEST_FIELDS
+from .fastload import RESPONSE_FIELDS as _RESPONSE_FIELDS
 from .fastload import read as read_go_yaml
 from .goresolve import BOOL, FLOAT, INT, NULL, STR, resolve
 
@@ -331,17 +333,5 @@ class _Decoder:
 
 
 _INTERACTION_FIELDS = frozenset(("id", "request", "response"))
-_REQUEST_FIELDS = {
-    "proto": "string", "proto_major": "integer", "proto_minor": "integer",
-    "content_length": "integer", "transfer_encoding": "strings", "trailer": "header",
-    "host": "string", "remote_addr": "string", "request_uri": "string", "body": "string",
-    "form": "header", "headers": "header", "url": "string", "method": "string",
-}
-_RESPONSE_FIELDS = {
-    "proto": "string", "proto_major": "integer", "proto_minor": "integer",
-    "transfer_encoding": "strings", "trailer": "header", "content_length": "integer",
-    "uncompressed": "boolean", "body": "string", "headers": "header", "status": "string",
-    "code": "integer", "duration": "duration",
-}
 # Fields whose absence means the file was not written by go-vcr and cannot be replayed.
 _REQUIRED = {Request: ("url", "method"), Response: ("code",)}
