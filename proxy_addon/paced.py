@@ -250,10 +250,12 @@ class _DirectWriter:
             try:
                 for start in range(0, len(view), PIECE):
                     tls.sendall(view[start:start + PIECE])
-                    while True:
+                    while True:  # a piece's records fit one read (no exception raised)
                         try:
                             encrypted.append(tls.bio_read(PIECE << 1))
                         except SSL.WantReadError:  # all of it read out
+                            break
+                        if len(encrypted[-1]) < PIECE << 1:
                             break
             except SSL.Error:
                 if not encrypted:
