@@ -27,7 +27,7 @@ from OpenSSL import SSL
 from mitmproxy import ctx, flow, http
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import ClientTLSLayer
-from mitmproxy.proxy.layers.http import DropStream, HttpErrorHook, HttpStream, SendHttp
+from mitmproxy.proxy.layers.http import DropStream, HttpErrorHook, HttpLayer, HttpStream, SendHttp
 from mitmproxy.proxy.layers.http._events import (ErrorCode, ResponseData, ResponseHeaders,
                                                  ResponseProtocolError)
 
@@ -82,6 +82,7 @@ class _Pacer:
         self.finished = False
         self.waiting: commands.RequestWakeup | None = None
         self.direct: _DirectWriter | None = None
+        self.draining = 0.0  # seconds between looks at what HTTP/2 holds back before a cut
 
     def finish(self) -> None:
         """The plan is sent, or never will be: its chunks are let go of, and a big body's
@@ -148,6 +149,12 @@ class _Pacer:
                 wait = max(wait, plan.started + times[-1] - now)
             yield from self._wait(wait)
             return
+        if plan.cut and _held_back(stream):
+            # HTTP/2 flow control still holds some of the chunks back, and a reset drops what
+            # it holds: the cut waits until the client has taken them.
+            self.draining = min(1.0, self.draining * 2) if self.draining else 0.01
+            yield from self._wait(self.draining)
+            return
         self.finish()
         if plan.cut:
             # The recording ends where its upstream cut it off: so does the replay.
@@ -160,6 +167,16 @@ class _Pacer:
     def _wait(self, seconds: float):
         self.waiting = commands.RequestWakeup(seconds)
         yield self.waiting
+
+
+def _held_back(stream: HttpStream) -> bool:
+    """Whether the client's HTTP/2 connection holds data of `stream` back (flow control)."""
+    for layer in reversed(stream.context.layers):  # the stream's own, inside a CONNECT's
+        if isinstance(layer, HttpLayer):
+            connection = layer.connections.get(stream.context.client)
+            buffers = getattr(getattr(connection, "h2_conn", None), "stream_buffers", None)
+            return bool(buffers and buffers.get(stream.stream_id))
+    return False
 
 
 class _DirectWriter:
@@ -233,10 +250,12 @@ class _DirectWriter:
             try:
                 for start in range(0, len(view), PIECE):
                     tls.sendall(view[start:start + PIECE])
-                    while True:
+                    while True:  # a piece's records fit one read (no exception raised)
                         try:
                             encrypted.append(tls.bio_read(PIECE << 1))
                         except SSL.WantReadError:  # all of it read out
+                            break
+                        if len(encrypted[-1]) < PIECE << 1:
                             break
             except SSL.Error:
                 if not encrypted:

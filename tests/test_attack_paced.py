@@ -266,3 +266,33 @@ def test_an_http2_stream_the_client_resets_lets_go_of_its_events(tmp_path):
         connection.close()
         proxy.stop()
     assert not _bad_lines(proxy)
+
+
+@pytest.mark.parametrize("timing", ["none", "events"])
+def test_an_injected_disconnect_over_http2_cuts_after_all_its_events(tmp_path, timing):
+    """X-Vcr-Fault: disconnect-after-events=N over HTTP/2: the stream is reset after its N
+    events. The reset went out as soon as the last of them was handed to the connection, and
+    dropped what HTTP/2 flow control still held back: with the client's default 64 KiB window
+    and the events due at once (--timing none), 153 of 250 events arrived."""
+    events = [b'data: {"choices":[{"delta":{"content":"' + b"w" * 380 + b'"}}]}\n\n'
+              for _ in range(300)]
+    _cassette(tmp_path, "paced", [(CHAT, events, [10.0 + n for n in range(300)])])
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing=timing, launcher=True).start()
+    try:
+        connection, client = _h2_connection(proxy)
+        with connection:
+            stream = client.get_next_available_stream_id()
+            client.send_headers(stream, [(":method", "POST"), (":path", PATH), (":scheme", "https"),
+                                         (":authority", "openrouter.ai"), ("x-vcr-cassette", "paced"),
+                                         ("x-vcr-fault", "disconnect-after-events=250"),
+                                         ("content-type", "application/json")])
+            client.send_data(stream, b"{}", end_stream=True)
+            connection.sendall(client.data_to_send())
+            found = _h2_until(connection, client, stream, lambda event: isinstance(
+                event, (h2.events.StreamEnded, h2.events.StreamReset)))
+    finally:
+        proxy.stop()
+    body = b"".join(event.data for event in found if isinstance(event, h2.events.DataReceived))
+    assert body == b"".join(events[:250]), body.count(b"\n\n")
+    assert isinstance(found[-1], h2.events.StreamReset)
+    assert not _bad_lines(proxy)
