@@ -144,7 +144,8 @@ def _prepare(value: str | bytes, simple_key: bool) -> _Scalar:
     return _Scalar(value, tag, style, multiline)
 
 
-def _is_utf8(data: bytes) -> bool:
+def is_utf8(data: bytes) -> bool:
+    """Checked a megabyte at a time: decoding a large body whole would hold it twice."""
     if data.isascii():
         return True
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -166,7 +167,7 @@ def _big_literal(data: bytes) -> _Scalar | None:
     (`_analyze` with LITERAL requested): a trailing space, a space before a break, a special
     character; U+2028 and U+2029 are left to the general path, which writes them one by one.
     """
-    if b"\n" not in data or not _is_utf8(data):
+    if b"\n" not in data or not is_utf8(data):
         return None
     if (data.endswith(b" ") or _SPACE_BREAK_BYTES.search(data) or _special(data)
             or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data)):
@@ -202,7 +203,7 @@ def _big_line(data: bytes) -> _Scalar | None:
     break, tab or special character (all of them `_SPECIAL_BYTES` or tested here), only a space
     at either end or an indicator (`_has_block_indicator`) makes it single-quoted.
     """
-    if data[0] in _RESOLVE_HINTS or not _is_utf8(data):
+    if data[0] in _RESOLVE_HINTS or not is_utf8(data):
         return None
     if (b"\t" in data or _special(data)
             or not data.isascii() and _LINE_SEPARATORS_BYTES.search(data)):

@@ -20,7 +20,6 @@ decoder would fail, this declines too, so every error comes from the one place.
 
 from __future__ import annotations
 
-import codecs
 import gc
 import re
 
@@ -28,6 +27,7 @@ import yaml
 
 from ..cassette import VERSION, Cassette, Interaction, Request, Response
 from ..errors import CassetteError
+from .emitter import is_utf8
 
 
 class _Decline(Exception):
@@ -41,7 +41,6 @@ class _Decline(Exception):
 _ODD_CHARACTER = re.compile(b"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef\xbb\xbf"
                             b"|\xef\xbf[\xbe\xbf]")
 _USUAL_ASCII = b"\t\n" + bytes(range(0x20, 0x7F))
-_CHUNK = 1 << 20
 _SPACES = re.compile(b" *")
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 # A one-line plain scalar ends at ": " or " #" and loses trailing blanks; these decline.
@@ -114,7 +113,7 @@ def read(data: bytes, decoder) -> Cassette | None:
     if data.isascii():
         if data.translate(None, _USUAL_ASCII):  # what is left is odd
             return None
-    elif not _is_utf8(data) or _ODD_CHARACTER.search(data):
+    elif not is_utf8(data) or _ODD_CHARACTER.search(data):
         return None
     # The reader makes millions of objects and no cycles: the collector's passes over them
     # would only cost time (a third of the whole, measured on 50,000 interactions).
@@ -127,18 +126,6 @@ def read(data: bytes, decoder) -> Cassette | None:
     finally:
         if collecting:
             gc.enable()
-
-
-def _is_utf8(data: bytes) -> bool:
-    """Checked a megabyte at a time: decoding a large file whole would hold it twice."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        for start in range(0, len(data), _CHUNK):
-            decoder.decode(data[start:start + _CHUNK])
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def go_duration(text: str) -> int | None:
