@@ -7,7 +7,8 @@ whose events are due 20 ms apart after 200 ms (its recorded timeline, replayed w
 events' lateness, through `vcr-proxy start --workers N` (one worker per core) and through one
 worker (what a core holds). The reference is a Go HTTPS server sending the same stream on the
 same machine, read directly. Figure: the most streams held at p99 <= 10 ms, replay (reference).
-Goal: >= 200.
+Goal: >= 200. Workers serve through the direct front (vcr_front=direct, the default with
+--workers); one worker is measured through it and through mitmproxy's layers.
 
 Run: `.venv/bin/python bench/capacity.py` (needs Go: `make test` installs it).
 """
@@ -72,11 +73,14 @@ def main() -> None:
         reference_url = server.stdout.readline().strip()
         write_cassette(folder / "vcr" / "cassettes" / "default.yaml")
         workers = os.cpu_count() or 1
+        setups = (("replay", workers, "direct"), ("one worker", 1, "direct"),
+                  ("mitmproxy front", 1, "mitmproxy"))
         proxies = {name: Proxy(folder / "vcr", launcher=True, workers=count, vcr_mode="replay",
-                               vcr_timing="events", vcr_allow_repeats="true").start()
-                   for name, count in (("replay", workers), ("one worker", 1))}
-        figures: dict[str, dict[int, tuple[float, int]]] = {"replay": {}, "one worker": {},
-                                                            "reference": {}}
+                               vcr_timing="events", vcr_allow_repeats="true",
+                               vcr_front=front).start()
+                   for name, count, front in setups}
+        figures: dict[str, dict[int, tuple[float, int]]] = {name: {} for name in proxies}
+        figures["reference"] = {}
         try:
             for level in LEVELS:
                 figures["reference"][level] = p99(binary, "direct", cert, reference_url, level)
@@ -84,8 +88,9 @@ def main() -> None:
                     figures[name][level] = p99(binary, proxy.url, proxy.ca, URL, level)
                 print(f"{level:4d} streams: p99 lateness replay ({workers} workers) "
                       f"{figures['replay'][level][0]:7.2f} ms ({figures['replay'][level][1]} failed), "
-                      f"one worker {figures['one worker'][level][0]:7.2f} ms, direct Go server "
-                      f"{figures['reference'][level][0]:6.2f} ms")
+                      f"one worker {figures['one worker'][level][0]:7.2f} ms, one worker through "
+                      f"mitmproxy's layers {figures['mitmproxy front'][level][0]:7.2f} ms, direct Go "
+                      f"server {figures['reference'][level][0]:6.2f} ms")
         finally:
             for proxy in proxies.values():
                 proxy.stop()
@@ -95,6 +100,8 @@ def main() -> None:
                f"{held} ({reference})", ">= 200", held >= 200)
         report("timed replay, one worker: streams held at p99 <= 10 ms", str(capacity(figures["one worker"])),
                "-", None)
+        report("timed replay, one worker through mitmproxy's layers (vcr_front=mitmproxy): "
+               "streams held at p99 <= 10 ms", str(capacity(figures["mitmproxy front"])), "-", None)
 
 
 if __name__ == "__main__":

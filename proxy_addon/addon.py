@@ -30,6 +30,8 @@ from proxy_addon.codings import BodyTooLarge, DecodeError  # noqa: E402
 from proxy_addon.credentials import Secrets, request_secrets, scrub_headers, scrub_line  # noqa: E402
 from proxy_addon.control_token import TOKEN_VARIABLE, TokenError, chosen_token, load_token, token_path  # noqa: E402
 from proxy_addon.errors import CassetteError  # noqa: E402
+from proxy_addon.front import listener as front_listener  # noqa: E402
+from proxy_addon.front.listener import FRONTS, Front  # noqa: E402
 from proxy_addon.matchers import DEFAULT_PARTS, PARTS, Matcher, MatchRules  # noqa: E402
 from proxy_addon.playback import FAULT_HEADER, Player, active_fault, incoming_request, parse_fault  # noqa: E402
 from proxy_addon.recorder import DEFAULT_MAX_BODY  # noqa: E402
@@ -118,6 +120,7 @@ class VcrProxy:
         self.relays = Relays()  # connections relayed untouched (tunnels, WebSockets)
         self.control_configured = False  # whether the HTTP control endpoint's token was read
         self.realtime = Realtime(self)  # WebSocket sessions (realtime/)
+        self.front = Front(self)  # vcr_front=direct (front/)
 
     def load(self, loader) -> None:
         # mitmproxy's own log lines quote the raw bytes of requests it cannot parse: from now
@@ -125,6 +128,7 @@ class VcrProxy:
         display.guard_logs()
         body_limit.install(self.refuse_large_body)
         tls_writes.install()
+        front_listener.install(self.front)
         loader.add_option("vcr_mode", str, "once",
                           "once: replay an existing cassette, record a missing one; replay: "
                           "only from disk, a miss is an error; record: always upstream, the "
@@ -192,6 +196,12 @@ class VcrProxy:
                           "which sets it). Each keeps its own selections, so with more than one "
                           "the control endpoint refuses selections: X-Vcr-Cassette selects per "
                           "request.")
+        loader.add_option("vcr_front", str, "mitmproxy",
+                          "What serves connections in replay mode: mitmproxy (every protocol, "
+                          "other addons' hooks, flows shown) or direct (HTTPS to the hosts "
+                          "replayed, over HTTP/1.1, answered without mitmproxy's layers: for load "
+                          "tests, several times the new connections a core holds; WebSockets, "
+                          "HTTP/2 and everything else still go to mitmproxy).")
         loader.add_option("vcr_allow_repeats", bool, False,
                           "Once every matching interaction has been replayed, serve the last "
                           "one again instead of answering with a miss.")
@@ -263,6 +273,9 @@ class VcrProxy:
             cassette_path(Path(options.vcr_dir), options.vcr_cassette)
         except ValueError as error:
             raise exceptions.OptionsError(f"vcr_cassette: {error}") from None
+        if options.vcr_front not in FRONTS:
+            raise exceptions.OptionsError(f"vcr_front: {options.vcr_front!r} is not one of "
+                                          f"{', '.join(FRONTS)}")
         if options.vcr_timing not in TIMINGS:
             raise exceptions.OptionsError(f"vcr_timing: {options.vcr_timing!r} is not one of "
                                           f"{', '.join(TIMINGS)}")
@@ -483,14 +496,16 @@ class VcrProxy:
                     io.writer.close()
 
     def _outside_loopback(self, client: connection.Client) -> bool:
-        """Whether `client` reached a server that listened beyond loopback only because
-        listen_host was not yet forced to it when the server started."""
-        if not self.loopback_forced or not client.sockname:
+        return self.outside_loopback(client.sockname, client.proxy_mode)
+
+    def outside_loopback(self, sockname, mode: mode_specs.ProxyMode) -> bool:
+        """Whether a client reached (on `sockname`) a server that listened beyond loopback only
+        because listen_host was not yet forced to it when the server started."""
+        if not self.loopback_forced or not sockname:
             return False
-        mode = client.proxy_mode
         if mode.custom_listen_host is not None or isinstance(mode, ADDRESSED_ELSEWHERE):
             return False  # an address given in the mode, or a sockname that is no listener's
-        return str(client.sockname[0]).removeprefix("::ffff:") != LOOPBACK
+        return str(sockname[0]).removeprefix("::ffff:") != LOOPBACK
 
     def client_connected(self, client: connection.Client) -> None:
         if self._outside_loopback(client):
@@ -507,6 +522,7 @@ class VcrProxy:
         # Then end the client connections still open (a tunnel, a keep-alive client): left to
         # the event loop's end, each is cancelled there, which `mitmdump -s` (its exception
         # handler gone by then) prints as a traceback on Ctrl-C.
+        self.front.close_all()
         proxyserver = ctx.master.addons.get("proxyserver")
         if proxyserver is not None:
             closing = []

@@ -482,10 +482,15 @@ def shell(port, listen_host, confdir):
               help="Replay processes sharing the port, e.g. one per core for a load test "
                    "(--mode replay only; control selections are then refused: use the "
                    "X-Vcr-Cassette header).")
+@click.option("--front", type=click.Choice(["mitmproxy", "direct"]), default=None,
+              envvar="VCR_PROXY_FRONT",
+              help="What serves replayed connections: mitmproxy, or direct (HTTPS over HTTP/1.1 "
+                   "without mitmproxy's layers, for load tests). Default: direct with "
+                   "--workers above 1, else mitmproxy.")
 @click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE",
               help="Any other mitmproxy option, e.g. --set ssl_verify_upstream_trusted_ca=ca.pem.")
 def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, headers, layout,
-          hosts, passthrough_hosts, allow_repeats, workers, confdir, extra):
+          hosts, passthrough_hosts, allow_repeats, workers, front, confdir, extra):
     """Start the proxy. Point clients at it with HTTPS_PROXY=http://127.0.0.1:PORT."""
     from .launcher import run_proxy
 
@@ -496,6 +501,7 @@ def start(mode, timing, speed, folder, cassette, port, listen_host, upstream, he
         settings["vcr_hosts"] = hosts
     if allow_repeats:
         settings["vcr_allow_repeats"] = "true"
+    settings["vcr_front"] = front or ("direct" if workers > 1 else "mitmproxy")
     passthrough = [*passthrough_hosts, os.environ.get("VCR_PROXY_PASSTHROUGH_HOSTS", "")]
     if any(passthrough):
         settings["vcr_passthrough_hosts"] = ",".join(p for p in passthrough if p)

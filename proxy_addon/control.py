@@ -268,7 +268,8 @@ class ControlEndpoint:
             await self._closing_relays()
             return 200, report
         if path in ("", "/status"):
-            return 200, proxy.report() | {"dir": proxy.folder, "workers": workers, "pid": os.getpid()}
+            return 200, proxy.report() | {"dir": proxy.folder, "workers": workers, "pid": os.getpid(),
+                                          "front": proxy.front.status()}
         return 404, _error(404, f"vcr-proxy control: no {method} {path or '/'}; use POST "
                                 "/cassette, POST /report, POST /eject or GET /status")
 

@@ -33,9 +33,9 @@ def write(path, *interactions) -> None:
     path.write_text(Cassette(interactions=list(interactions)).dumps())
 
 
-@pytest.fixture
-def proxy(tmp_path):
-    proxy = Proxy(tmp_path, vcr_mode="replay").start()
+@pytest.fixture(params=["mitmproxy", "direct"], ids=["mitmproxy-front", "direct-front"])
+def proxy(tmp_path, request):
+    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_front=request.param).start()
     yield proxy
     proxy.stop()
 

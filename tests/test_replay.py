@@ -46,10 +46,20 @@ def served(proxy: Proxy) -> list[str]:
 
 
 LAUNCHERS = pytest.mark.parametrize("launcher", [False, True], ids=["mitmdump", "vcr-proxy-start"])
+# The same, and the launcher with the direct front (vcr_front=direct: front/) serving replay.
+STARTS = pytest.mark.parametrize("launcher", [False, True, "direct"],
+                                 ids=["mitmdump", "vcr-proxy-start", "direct-front"])
+
+
+def started_by(launcher, **options) -> dict:
+    """Proxy's keyword arguments for a STARTS parameter."""
+    if launcher == "direct":
+        return {"launcher": True, "vcr_front": "direct", **options}
+    return {"launcher": launcher, **options}
 
 
 @pytest.mark.parametrize("mode", ["replay", "once"])
-@LAUNCHERS
+@STARTS
 def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, certificate, mode, launcher):
     upstream = Upstream(*certificate).start()
     recorder = Proxy(tmp_path, upstream_ca=certificate[0], vcr_upstream=upstream.url).start()
@@ -63,7 +73,7 @@ def test_recorded_openai_stream_replays_offline_with_the_same_chunks(tmp_path, c
 
     # No upstream, no key that works, and openrouter.ai does not resolve here.
     # (The launcher logs mitmproxy's connection lines only when asked.)
-    player = Proxy(tmp_path, vcr_mode=mode, launcher=launcher, termlog_verbosity="info").start()
+    player = Proxy(tmp_path, **started_by(launcher, vcr_mode=mode, termlog_verbosity="info")).start()
     try:
         replayed = sdk_stream(player)
     finally:
@@ -79,9 +89,10 @@ def corpus_requests():
         yield path, cassette
 
 
-@LAUNCHERS
+@STARTS
 def test_every_corpus_interaction_replays_byte_for_byte(tmp_path, launcher):
-    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_hosts="*", vcr_dir=str(CORPUS), launcher=launcher).start()
+    proxy = Proxy(tmp_path, **started_by(launcher, vcr_mode="replay", vcr_hosts="*",
+                                         vcr_dir=str(CORPUS))).start()
     checked = 0
     try:
         with proxy.client(timeout=60) as client:
@@ -140,11 +151,11 @@ def _event_arrivals(proxy: Proxy) -> tuple[float, list[float]]:
     return started, arrivals
 
 
-@LAUNCHERS
+@STARTS
 def test_events_timing_follows_the_recorded_gaps(tmp_path, launcher):
     gaps = [0.3, 0.1, 0.4, 0.2]
     offsets = _stream_cassette(tmp_path, gaps)
-    proxy = Proxy(tmp_path, vcr_mode="replay", vcr_timing="events", launcher=launcher).start()
+    proxy = Proxy(tmp_path, **started_by(launcher, vcr_mode="replay", vcr_timing="events")).start()
     try:
         _, arrivals = _event_arrivals(proxy)
     finally:

@@ -1,0 +1,64 @@
+"""TLS contexts for the direct front, with the certificates mitmproxy would present."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from mitmproxy import ctx
+
+
+def _name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+class Certificates:
+    """One context per (CONNECT host, SNI): a handful of LLM hosts, made once each."""
+
+    def __init__(self) -> None:
+        self.contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
+
+    def context(self, host: str, sni: str | None = None) -> ssl.SSLContext:
+        key = (host, sni)
+        made = self.contexts.get(key)
+        if made is None:
+            made = self.contexts[key] = self._make(host, sni)
+        return made
+
+    def _make(self, host: str, sni: str | None) -> ssl.SSLContext:
+        certstore = ctx.master.addons.get("tlsconfig").certstore
+        # An SNI other than the CONNECT host is refused on the first request (routing's
+        # host_mismatch), in an answer the client can read only if the certificate names both.
+        names = [host] + ([sni] if sni and sni != host else [])
+        entry = certstore.get_cert(host, [_name(name) for name in names])
+        chain = entry.cert.to_pem() + b"".join(cert.to_pem() for cert in entry.chain_certs)
+        key = entry.privatekey.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # HTTP/1.1 only: a client that offers h2 as well speaks HTTP/1.1 here.
+        context.set_alpn_protocols(["http/1.1"])
+        context.sni_callback = self._sni_callback(host)
+        # ssl loads keys from files only: the key (mitmproxy's CA key, already in its confdir)
+        # is in a private folder for the moment it takes to read it.
+        with tempfile.TemporaryDirectory(prefix="vcr-front-") as folder:
+            path = os.path.join(folder, "leaf.pem")
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(chain + key)
+            context.load_cert_chain(path)
+        return context
+
+    def _sni_callback(self, host: str):
+        def chosen(ssl_object, server_name, _context) -> None:
+            ssl_object.vcr_sni = server_name
+            if server_name and server_name.lower().rstrip(".") != host:
+                ssl_object.context = self.context(host, server_name)
+        return chosen

@@ -1,0 +1,213 @@
+"""One client connection on the direct front: after its CONNECT, TLS, then HTTP/1.1 requests
+read with mitmproxy's parser, each answered by the addon's `request` hook as a flow of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+
+from mitmproxy import connection, ctx, http
+from mitmproxy.net.http.http1 import assemble_response_head, read_request_head
+from mitmproxy.net.http.http1.read import connection_close, expected_http_body_size
+from mitmproxy.net.http.validate import validate_headers
+
+from .. import paced
+from ..realtime.hooks import is_upgrade
+from ..responses import error_response, flow_error
+from .sending import PacedSender, whole
+
+log = logging.getLogger("vcr-proxy")
+
+HEAD_LIMIT = 64 * 1024  # bytes of a request's line and headers (asyncio's stream limit)
+
+
+class BadRequest(Exception):
+    """What the client sent is not a request this front reads: answered with a 400 (or the
+    given status), and the connection closed."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class FrontConnection:
+    def __init__(self, front, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 host: str, port: int):
+        self.front, self.proxy = front, front.proxy
+        self.reader, self.writer = reader, writer
+        self.host, self.port = host, port
+        self.sni: str | None = None
+        self.sender: PacedSender | None = None
+        self.client = connection.Client(peername=writer.get_extra_info("peername"),
+                                        sockname=writer.get_extra_info("sockname"),
+                                        timestamp_start=time.time())
+
+    async def serve(self) -> None:
+        self.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            await self.writer.start_tls(self.front.certificates.context(self.host))
+        except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as error:
+            log.debug(f"vcr-proxy: direct front: TLS with a client for {self.host} failed: {error}")
+            return
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        self.sni = getattr(ssl_object, "vcr_sni", None)
+        self.client.sni = self.sni
+        self.client.tls = True
+        self.client.timestamp_tls_setup = time.time()
+        self.client.alpn = b"http/1.1"
+        while await self._one_request():
+            pass
+
+    def cancel(self) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+
+    async def _one_request(self) -> bool:
+        """Answer the next request; whether the connection goes on."""
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # the client closed between requests (or mid-head)
+        except asyncio.LimitOverrunError:
+            return self._refuse(BadRequest(f"its headers are larger than {HEAD_LIMIT:,} bytes", 431))
+        except (ConnectionError, ssl.SSLError, OSError):
+            return False
+        try:
+            request = self._parse(head)
+            body = await self._body(request)
+        except BadRequest as error:
+            return self._refuse(error)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
+            return False
+        request.data.content = body
+        request.timestamp_end = time.time()
+        flow = http.HTTPFlow(self.client, connection.Server(address=(self.host, self.port)))
+        flow.request = request
+        return await self._answer(flow) and not self.writer.is_closing()
+
+    def _parse(self, head: bytes) -> http.Request:
+        lines = head.split(b"\r\n")[:-2]
+        try:
+            request = read_request_head(lines)
+        except ValueError:
+            # Not repeated: the line may hold a credential (mitmproxy's message quotes it).
+            raise BadRequest("the request could not be read as HTTP/1.1") from None
+        if request.authority or request.method == "CONNECT":
+            raise BadRequest("inside a CONNECT tunnel, requests name a path only (origin form)")
+        if getattr(ctx.options, "validate_inbound_headers", True):
+            try:
+                validate_headers(request)  # as mitmproxy does: against request smuggling
+            except ValueError:
+                # Not repeated either: a header's name or value may be a credential.
+                raise BadRequest("its headers are ambiguous or malformed (a request smuggling "
+                                 "check, mitmproxy's validate_inbound_headers)") from None
+        # The tunnel's target, as mitmproxy sets it inside a CONNECT (its `host` setter would
+        # rewrite the Host header too, which routing compares with the target).
+        request.data.host, request.data.port, request.scheme = self.host, self.port, "https"
+        request.timestamp_start = time.time()
+        return request
+
+    async def _body(self, request: http.Request) -> bytes:
+        try:
+            size = expected_http_body_size(request)
+        except ValueError:
+            raise BadRequest("its Content-Length or Transfer-Encoding cannot be read") from None
+        limit = ctx.options.vcr_max_body
+        if size is not None and size > limit:
+            raise BadRequest(f"its body ({size:,} bytes) is larger than vcr_max_body ({limit:,} "
+                             "bytes); raise vcr_max_body to replay it", 413)
+        if request.headers.get("expect", "").lower() == "100-continue":
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if size is None:
+            return await self._chunked(limit)
+        return await self.reader.readexactly(size) if size > 0 else b""
+
+    async def _chunked(self, limit: int) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = await self.reader.readuntil(b"\r\n")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("its chunked body cannot be read") from None
+            if size == 0:
+                while (await self.reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: not kept
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise BadRequest(f"its body ({total:,} bytes or more) is larger than vcr_max_body "
+                                 f"({limit:,} bytes); raise vcr_max_body to replay it", 413)
+            parts.append(await self.reader.readexactly(size))
+            if await self.reader.readexactly(2) != b"\r\n":
+                raise BadRequest("its chunked body cannot be read")
+
+    def _refuse(self, error: BadRequest) -> bool:
+        message = f"vcr-proxy: refused a request to {self.host}: {error}"
+        log.error(message)
+        response = error_response(error.status, message)
+        response.headers["Connection"] = "close"
+        self.writer.write(whole(response, head_only=False))
+        self.writer.close()
+        return False
+
+    async def _answer(self, flow: http.HTTPFlow) -> bool:
+        """Answer `flow`'s request; whether the connection stays open for another."""
+        proxy, request = self.proxy, flow.request
+        keep = not connection_close(request.http_version, request.headers)
+        if proxy.mode != "replay":
+            # Opened while the proxy replayed; it has switched since (a control selection):
+            # this front answers from cassettes only, so the client comes back on a new
+            # connection, which mitmproxy routes by the mode now in force.
+            message = (f"vcr-proxy: {request.method} {request.path.split('?')[0]}: the proxy "
+                       f"switched to {proxy.mode} mode after this connection was opened for "
+                       "replay; not forwarded: send it again on a new connection")
+            flow.response = flow_error(flow, 503, message, {"Connection": "close"})
+            keep = False
+        elif is_upgrade(request.headers):
+            flow.response = flow_error(flow, 501, "vcr-proxy: WebSocket sessions are not replayed "
+                                       "by vcr_front=direct; start the proxy with vcr_front="
+                                       "mitmproxy (without --workers) to replay them")
+            keep = False
+        else:
+            result = proxy.request(flow)
+            if result is not None:
+                await result
+            if flow.response is None:
+                # Never forwarded from here: nothing leaves the machine in replay mode.
+                flow.response = flow_error(flow, 502, "vcr-proxy: this request would have left "
+                                           "the machine; replay mode forwards nothing")
+        plan = flow.metadata.pop(paced.PLAN, None)
+        proxy.responseheaders(flow)
+        response = flow.response
+        head_only = request.method == "HEAD"
+        if plan is not None:
+            chunked = request.http_version != "HTTP/1.0"
+            keep = keep and chunked and not plan.cut
+            self.sender = PacedSender(self.writer.transport, _head(response, keep), plan,
+                                      chunked, head_only)
+            sent = await self.sender.start()
+            self.sender = None
+            keep = keep and sent
+        else:
+            self.writer.write(whole(_with_connection(response, keep), head_only))
+            try:
+                await self.writer.drain()
+            except (ConnectionError, ssl.SSLError, OSError):
+                keep = False
+        proxy.response(flow)
+        if not keep:
+            self.writer.close()
+        return keep
+
+
+def _with_connection(response: http.Response, keep: bool) -> http.Response:
+    if not keep:
+        response.headers["Connection"] = "close"
+    return response
+
+
+def _head(response: http.Response, keep: bool) -> bytes:
+    return assemble_response_head(_with_connection(response, keep))
