@@ -3,15 +3,19 @@ response (when its headers and each of its events are due); paced.py sends a pla
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+
+from mitmproxy.net import encoding
 
 from . import collector
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cassette import Cassette, Interaction, load
+from .codings import DEFAULT_MAX_BODY, DecodeError, codings, decode_body
 from .errors import CassetteError
 from .matchers import IncomingRequest, Matcher
 from .timing import Timing, body_hash, event_ends, read_sidecar, sidecar_path
@@ -94,6 +98,32 @@ def body_bytes(body: str | bytes) -> bytes:
     return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
 
 
+@functools.lru_cache(maxsize=32)
+def wire_body(body: bytes, content_encoding: str) -> bytes:
+    """The bytes a recorded body goes out as, under its Content-Encoding header (if any).
+
+    go-vcr keeps what the client's transport handed over: a body its client asked to have
+    compressed (an Accept-Encoding of its own) stays compressed in the cassette, header and all,
+    and goes out as it is, as go-vcr replays it; compressed again, a client read the compressed
+    bytes as the body. A body kept decoded under such a header (edited by hand, or converted from
+    another tool's cassette) is compressed as the header says. (vcr-proxy records bodies decoded
+    and drops the header, as Go's transport does when it decodes.)"""
+    stages = [coding for coding in codings(content_encoding) if coding != "identity"]
+    if not stages:
+        return body
+    try:
+        decode_body(body, content_encoding, DEFAULT_MAX_BODY, "recorded body")
+        return body
+    except DecodeError:
+        pass
+    try:
+        for coding in reversed(stages):
+            body = encoding.encode(body, coding)
+    except ValueError:  # a coding mitmproxy cannot write: as recorded
+        pass
+    return body
+
+
 def split_events(body: bytes, content_type: str = "") -> list[bytes]:
     """The body cut after each event (timing.event_ends), so that every event is its own chunk."""
     chunks, start = [], 0
@@ -124,7 +154,12 @@ class Plan:
 def make_plan(interaction: Interaction, timing: Timing | None, mode: str, speed: float,
               started: float, headers: list[tuple[str, str]]) -> Plan:
     response = interaction.response
-    chunks = split_events(body_bytes(response.body), " ".join(response.headers.get("Content-Type", [])))
+    coded = ", ".join(value for name, values in response.headers.items()
+                      if name.lower() == "content-encoding" for value in values)
+    if any(coding != "identity" for coding in codings(coded)):
+        chunks = [wire_body(body_bytes(response.body), coded)]  # its events are not its bytes' cuts
+    else:
+        chunks = split_events(body_bytes(response.body), " ".join(response.headers.get("Content-Type", [])))
     reason = response.status.partition(" ")[2]
     plan = Plan(response.code, reason, headers, chunks, started)
     if mode == "none":

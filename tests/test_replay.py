@@ -355,3 +355,40 @@ def test_anthropic_sdk_records_then_replays_offline(tmp_path, certificate, monke
     finally:
         player.stop()
     assert "sk-ant-api03" not in (tmp_path / "cassettes" / "default.yaml").read_text()
+
+
+@STARTS
+def test_a_compressed_recording_goes_out_compressed_once(tmp_path, launcher):
+    """A body recorded under Content-Encoding (a client that asked for gzip itself: go-vcr keeps
+    its bytes as they came) goes out as it is; one kept decoded under that header is compressed
+    as the header says. Never twice: the client decodes once and has the JSON."""
+    import gzip
+
+    from proxy_addon.timing import Timing, body_hash, sidecar_path
+
+    payload = b'{"id": "gen-gzip", "choices": []}'
+    stream = b'data: {"n": 0}\n\ndata: {"n": 1}\n\n'
+    bodies = {"as-sent": gzip.compress(payload), "decoded": payload,
+              "stream": gzip.compress(stream)}
+    interactions = [
+        Interaction(id=n, request=Request(url=CHAT, method="POST", body=json.dumps({"case": name})),
+                    response=Response(body=body, code=200, status="200 OK",
+                                      headers={"Content-Type": ["text/event-stream" if name == "stream"
+                                                                else "application/json"],
+                                               "Content-Encoding": ["gzip"]}))
+        for n, (name, body) in enumerate(bodies.items())]
+    path = tmp_path / "cassettes" / "default.yaml"
+    write_atomic(path, Cassette(interactions=interactions).dumps().encode())
+    timing = Timing(2, body_hash(interactions[2].response.body), 10, [20, 40], 40)
+    write_atomic(sidecar_path(path), (timing.to_json() + "\n").encode())
+    proxy = Proxy(tmp_path, **started_by(launcher, vcr_mode="replay", vcr_timing="events")).start()
+    try:
+        with proxy.client() as client:
+            for name in bodies:
+                with client.stream("POST", CHAT, content=json.dumps({"case": name})) as response:
+                    raw = b"".join(response.iter_raw())
+                assert response.status_code == 200, (name, raw[:300])
+                assert response.headers["content-encoding"] == "gzip"
+                assert gzip.decompress(raw) == (stream if name == "stream" else payload), name
+    finally:
+        proxy.stop()
