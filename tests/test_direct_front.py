@@ -22,6 +22,8 @@ from proxy_addon.cassette import Cassette, Interaction, Request, Response, load
 from proxy_addon.persisters.filesystem import write_atomic
 
 from .proxy import Proxy
+from .reliability.test_mode_switch import _connect
+from .test_realtime_attacks import Bait
 from .test_paced_replay import GAPS, PACED, _read_stream, _tcp_sockets
 from .test_replay import _stream_cassette
 
@@ -60,14 +62,8 @@ def _front_status(proxy: Proxy) -> dict:
 
 def _tunnel(proxy: Proxy, host: str = "openrouter.ai", sni: str | None = None) -> ssl.SSLSocket:
     """A raw TLS connection through the proxy's CONNECT to `host` (SNI `sni`, else `host`)."""
-    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += raw.recv(1)
-    assert answer.startswith(b"HTTP/1.1 200"), answer
     context = ssl.create_default_context(cafile=str(proxy.ca))
-    return context.wrap_socket(raw, server_hostname=sni or host)
+    return context.wrap_socket(_connect(proxy, f"{host}:443"), server_hostname=sni or host)
 
 
 def _read_all(sock: ssl.SSLSocket) -> bytes:
@@ -217,28 +213,9 @@ def test_websockets_are_refused_in_one_line(front):
     assert answer.startswith(b"HTTP/1.1 501") and b"vcr_front=mitmproxy" in answer, answer
 
 
-class _Listener:
-    """A TCP port that counts who connects (the upstream that must never be reached)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            connection.close()
-
-
 def test_nothing_leaves_the_machine_and_no_socket_is_opened(tmp_path):
     _stream_cassette(tmp_path, GAPS)
-    upstream = _Listener()
+    upstream = Bait()
     proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_timing="events",
                   vcr_front="direct", vcr_upstream=f"https://127.0.0.1:{upstream.port}").start()
     try:
@@ -254,7 +231,7 @@ def test_nothing_leaves_the_machine_and_no_socket_is_opened(tmp_path):
         assert _front_status(proxy)["connections"] == 1
     finally:
         proxy.stop()
-        upstream.server.close()
+        upstream.socket.close()
     assert upstream.accepted == 0
     remote = [port for _, port in mine if port and port != proxy.port]
     assert len(remote) == 1, mine  # the client's connection, and nothing of the proxy's own
@@ -264,7 +241,7 @@ def test_a_mode_switch_closes_front_connections_unforwarded(tmp_path):
     """A connection the front took while replaying is not reused to record: its next request
     is answered 503 and not forwarded, and the client's next connection goes to mitmproxy."""
     _completion_cassette(tmp_path)
-    upstream = _Listener()
+    upstream = Bait()
     proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_front="direct",
                   vcr_allow_repeats="true", vcr_upstream=f"https://127.0.0.1:{upstream.port}").start()
     try:
@@ -285,12 +262,12 @@ def test_a_mode_switch_closes_front_connections_unforwarded(tmp_path):
         assert _front_status(proxy)["connections"] == 2
     finally:
         proxy.stop()
-        upstream.server.close()
+        upstream.socket.close()
 
 
 def test_other_connections_go_to_mitmproxy(tmp_path):
     _completion_cassette(tmp_path)
-    passthrough = _Listener()
+    passthrough = Bait()
     proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_front="direct",
                   vcr_passthrough_hosts="localhost").start()
     try:
@@ -313,7 +290,7 @@ def test_other_connections_go_to_mitmproxy(tmp_path):
         assert _front_status(proxy)["connections"] == 1
     finally:
         proxy.stop()
-        passthrough.server.close()
+        passthrough.socket.close()
 
 
 def test_clients_leaving_mid_stream_and_a_stop_leave_no_trace(front):
