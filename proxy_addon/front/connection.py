@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 
@@ -21,6 +22,50 @@ from .sending import PacedSender, whole
 log = logging.getLogger("vcr-proxy")
 
 HEAD_LIMIT = 64 * 1024  # bytes of a request's line and headers (asyncio's stream limit)
+# A line ends in CRLF or a bare LF, as mitmproxy (h11's buffer) reads them: one split for both
+# fronts, so a bare LF inside a head is no header of one and part of another's value.
+LINE_END = re.compile(rb"\r?\n")
+# A chunk's size is hex digits and nothing else (h11's rule): int(..., 16) would also take a
+# sign, "0x" and underscores, which mitmproxy refuses, and a negative size.
+CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+
+
+class HeadTooLarge(Exception):
+    """A head past HEAD_LIMIT bytes; `read` holds what was taken of it from the reader."""
+
+    def __init__(self, read: bytes):
+        super().__init__()
+        self.read = read
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    """A request's line and headers as sent, through the empty line that ends them. Lines end
+    in CRLF or a bare LF (mitmproxy reads both: a client sending bare LFs is answered, not left
+    waiting for a CRLF that never comes); empty lines before the request line are skipped, as
+    RFC 9112 asks. IncompleteReadError if the client closes first."""
+    head = bytearray()
+    started = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise HeadTooLarge(bytes(head)) from None
+        head += line
+        if len(head) > HEAD_LIMIT:
+            raise HeadTooLarge(bytes(head))
+        if line == b"\r\n" or line == b"\n":
+            if started:
+                return bytes(head)
+        else:
+            started = True
+
+
+def head_lines(head: bytes) -> list[bytes]:
+    """`head`'s request line and header lines, without their ends."""
+    lines = LINE_END.split(head)[:-2]
+    while lines and not lines[0]:
+        del lines[0]
+    return lines
 
 
 class BadRequest(Exception):
@@ -67,10 +112,10 @@ class FrontConnection:
     async def _one_request(self) -> bool:
         """Answer the next request; whether the connection goes on."""
         try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
+            head = await read_head(self.reader)
         except asyncio.IncompleteReadError:
             return False  # the client closed between requests (or mid-head)
-        except asyncio.LimitOverrunError:
+        except HeadTooLarge:
             return self._refuse(BadRequest(f"its headers are larger than {HEAD_LIMIT:,} bytes", 431))
         except (ConnectionError, ssl.SSLError, OSError):
             return False
@@ -79,6 +124,8 @@ class FrontConnection:
             body = await self._body(request)
         except BadRequest as error:
             return self._refuse(error)
+        except asyncio.LimitOverrunError:  # a chunk-size or trailer line past asyncio's limit
+            return self._refuse(BadRequest("its chunked body cannot be read"))
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             return False
         request.data.content = body
@@ -88,9 +135,8 @@ class FrontConnection:
         return await self._answer(flow) and not self.writer.is_closing()
 
     def _parse(self, head: bytes) -> http.Request:
-        lines = head.split(b"\r\n")[:-2]
         try:
-            request = read_request_head(lines)
+            request = read_request_head(head_lines(head))
         except ValueError:
             # Not repeated: the line may hold a credential (mitmproxy's message quotes it).
             raise BadRequest("the request could not be read as HTTP/1.1") from None
@@ -127,14 +173,13 @@ class FrontConnection:
     async def _chunked(self, limit: int) -> bytes:
         parts, total = [], 0
         while True:
-            line = await self.reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("its chunked body cannot be read") from None
+            size = CHUNK_SIZE.fullmatch(await self.reader.readuntil(b"\n"))
+            if size is None:
+                raise BadRequest("its chunked body cannot be read")
+            size = int(size[1], 16)
             if size == 0:
-                while (await self.reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: not kept
-                    pass
+                while (await self.reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
+                    pass  # trailers: not kept
                 return b"".join(parts)
             total += size
             if total > limit:

@@ -1,0 +1,124 @@
+"""Attacks on the direct replay front (vcr_front=direct, proxy_addon/front/): what a client can
+send that mitmproxy's path answers, and the front must answer as well, in one line, without a
+traceback in the log and without hanging the client."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+
+from .proxy import Proxy
+from .test_direct_front import _read_all, _tunnel, front  # noqa: F401 (a fixture)
+
+COMPLETION = b'{"messages":[],"model":"m"}'
+POST = (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: openrouter.ai\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\n")
+
+
+def _quiet(proxy: Proxy) -> None:
+    output = proxy.output()
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+
+
+def test_malformed_chunk_sizes_are_refused_in_one_line(front):
+    """A negative chunk size (int(-5, 16)) reached readexactly and a traceback; "0x1b", "+1b"
+    and "1_b" were read as sizes that mitmproxy refuses; a chunk-size or trailer line past
+    asyncio's limit raised LimitOverrunError, uncaught."""
+    proxy, _ = front
+    chunked = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+    for body in [b"-5\r\nabc\r\n0\r\n\r\n", b"0x1b\r\n%s\r\n0\r\n\r\n" % COMPLETION,
+                 b"+1b\r\n%s\r\n0\r\n\r\n" % COMPLETION, b"1_b\r\n%s\r\n0\r\n\r\n" % COMPLETION,
+                 b"1" * 70000, b"0\r\n" + b"X" * 70000]:
+        sock = _tunnel(proxy)
+        sock.sendall(chunked + body)
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 400") and b"chunked body" in answer, (body[:20], answer)
+    # Chunk extensions, trailers and lower-case hex are still read.
+    sock = _tunnel(proxy)
+    sock.sendall(chunked + b"1B;name=value\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % COMPLETION)
+    assert _read_all(sock).startswith(b"HTTP/1.1 200")
+    _quiet(proxy)
+
+
+def test_heads_ended_by_bare_line_feeds_are_answered(front):
+    """mitmproxy reads lines ended by a bare LF; the front waited for a CRLF CRLF that never
+    came, the client hung (both on the CONNECT and inside the tunnel)."""
+    proxy, _ = front
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    raw.sendall(b"CONNECT openrouter.ai:443 HTTP/1.1\nHost: openrouter.ai:443\n\n")
+    assert raw.recv(100).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cafile=str(proxy.ca))
+    sock = context.wrap_socket(raw, server_hostname="openrouter.ai")
+    sock.sendall(POST.replace(b"\r\n", b"\n") + b"Content-Length: %d\n\n%s" % (len(COMPLETION), COMPLETION))
+    answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and b"gen-front-1" in answer, answer
+    # A bare LF inside a CRLF head ends a line, as mitmproxy reads it: not a header's value.
+    sock = _tunnel(proxy)
+    sock.sendall(POST + b"X-A: 1\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert _read_all(sock).startswith(b"HTTP/1.1 400")
+    _quiet(proxy)
+
+
+def test_a_client_hello_in_the_connects_packet_is_answered(front):
+    """A client that sends its ClientHello right behind the CONNECT (without waiting for the
+    200): the hello sat in the reader's buffer where start_tls never looked, and the handshake
+    waited a minute for it."""
+    proxy, _ = front
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context(cafile=str(proxy.ca)).wrap_bio(
+        incoming, outgoing, server_hostname="openrouter.ai")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    raw.sendall(b"CONNECT openrouter.ai:443 HTTP/1.1\r\n\r\n" + outgoing.read())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += raw.recv(65536)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    incoming.write(rest)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            piece = raw.recv(65536)
+            assert piece, "closed during the handshake"
+            incoming.write(piece)
+    tls.write(POST + b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION))
+    raw.sendall(outgoing.read())
+    answer = b""
+    while piece := raw.recv(65536):
+        incoming.write(piece)
+        try:
+            answer += tls.read(65536)
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass
+    assert answer.startswith(b"HTTP/1.1 200") and b"gen-front-1" in answer, answer
+
+
+def test_a_client_speaking_tls_to_the_proxy_is_mitmproxys(front):
+    """`curl -x https://...` (TLS to the proxy itself, which mitmproxy accepts): the front
+    waited for a head the client never sends before its handshake is answered. Every mode."""
+    proxy, _ = front
+    done = subprocess.run(["curl", "-sS", "--max-time", "20", "-x", f"https://127.0.0.1:{proxy.port}",
+                           "--proxy-insecure", "--cacert", str(proxy.ca), "-H",
+                           "Content-Type: application/json", "-d", COMPLETION.decode(),
+                           "https://openrouter.ai/api/v1/chat/completions"],
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0 and b"gen-front-1" in done.stdout, done
+
+
+def test_connect_targets_mitmproxy_refuses_are_refused(front):
+    """Ports 0 and past 65535, and host names that are not names, were taken by the front (a
+    non-ASCII host reached the certificate maker: a traceback); mitmproxy answers 400."""
+    proxy, _ = front
+    for target in [b"openrouter.ai:99999999", b"openrouter.ai:0", b"op\xffenrouter.ai:443"]:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+            raw.sendall(b"CONNECT %s HTTP/1.1\r\n\r\n" % target)
+            assert raw.recv(100).startswith(b"HTTP/1.1 400"), target
+    _quiet(proxy)
