@@ -122,3 +122,28 @@ def test_connect_targets_mitmproxy_refuses_are_refused(front):
             raw.sendall(b"CONNECT %s HTTP/1.1\r\n\r\n" % target)
             assert raw.recv(100).startswith(b"HTTP/1.1 400"), target
     _quiet(proxy)
+
+
+def test_server_names_spelt_otherwise_get_a_certificate_naming_them(front):
+    """A trailing dot, or capitals, in the CONNECT host and SNI: mitmproxy's certificate names
+    the SNI as sent; the front's named the normalised host only, and Python's client refused it."""
+    proxy, _ = front
+    for name in ["OPENROUTER.AI.", "openrouter.ai."]:
+        sock = _tunnel(proxy, name)
+        sock.sendall(POST.replace(b"openrouter.ai", name.encode())
+                     + b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION))
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 200") and b"gen-front-1" in answer, answer
+
+
+def test_a_server_name_that_is_not_ascii_is_refused_quietly(front):
+    """Python's ssl decodes the SNI before sni_callback and prints the failure with a
+    traceback ("Exception ignored in: b'\\xc3...'")."""
+    proxy, _ = front
+    subprocess.run(["openssl", "s_client", "-proxy", f"127.0.0.1:{proxy.port}", "-connect",
+                    "openrouter.ai:443", "-servername", "\u00e9x.com"],
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    with proxy.client() as client:  # and the proxy goes on
+        assert client.post("https://openrouter.ai/api/v1/chat/completions",
+                           content=COMPLETION).status_code == 200
+    _quiet(proxy)

@@ -11,7 +11,7 @@ from mitmproxy.net.http.http1 import read_request_head
 from mitmproxy.proxy.mode_servers import RegularInstance
 
 from ..routing import CONTROL_HOST, normalize_host
-from .certificates import Certificates
+from .certificates import Certificates, quiet_server_names
 from .connection import FrontConnection, HeadTooLarge, head_lines, read_head
 
 log = logging.getLogger("vcr-proxy")
@@ -25,6 +25,8 @@ _front: "Front | None" = None
 def install(front: "Front") -> None:
     """Route the regular proxy's connections through `front` (once per process)."""
     global _front
+    if _front is None:
+        quiet_server_names()
     _front = front
     RegularInstance.handle_stream = _handle_stream
 
