@@ -4,6 +4,7 @@ traceback in the log and without hanging the client."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import subprocess
@@ -147,3 +148,28 @@ def test_a_server_name_that_is_not_ascii_is_refused_quietly(front):
         assert client.post("https://openrouter.ai/api/v1/chat/completions",
                            content=COMPLETION).status_code == 200
     _quiet(proxy)
+
+
+def test_a_stop_with_connections_in_every_state_is_clean(front):
+    """Stopped while a client's TLS handshake was under way: close_all closed it, asyncio's
+    handshake ended with no transport, and StreamWriter.start_tls raised AttributeError (two
+    tracebacks a connection, one an "Unhandled exception in client_connected_cb")."""
+    proxy, _ = front
+    sockets = []
+    for _ in range(3):
+        for opening in [b"CONNECT openrouter.ai:443 HTTP/1.1\r\nX-A: ",  # mid-head
+                        b"CONNECT openrouter.ai:443 HTTP/1.1\r\n\r\n"]:  # the handshake, unbegun
+            raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            raw.sendall(opening)
+            sockets.append(raw)
+        sockets.append(_tunnel(proxy))  # idle, after its handshake
+        sock = _tunnel(proxy)  # mid-body
+        sock.sendall(POST + b"Content-Length: 100\r\n\r\n{")
+        sockets.append(sock)
+    with proxy.client() as client:  # the handshakes above have reached the front
+        assert client.post("https://openrouter.ai/api/v1/chat/completions",
+                           content=COMPLETION).status_code == 200
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(10) == 0
+    output = proxy.output()
+    assert "Traceback" not in output and "Unhandled" not in output and "Task was" not in output, output

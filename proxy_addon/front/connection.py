@@ -91,10 +91,20 @@ class FrontConnection:
 
     async def serve(self) -> None:
         self.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        plain = self.writer.transport
         try:
             await self.writer.start_tls(self.front.certificates.context(self.host))
         except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as error:
             log.debug(f"vcr-proxy: direct front: TLS with a client for {self.host} failed: {error}")
+            return
+        except AttributeError:
+            # Closed mid-handshake from this side (close_all, at a stop): asyncio's handshake
+            # then ends with no transport rather than an error, and StreamWriter.start_tls
+            # fails on it, leaving the writer none (its close() and __del__ would fail too).
+            # The closed plain one stands in.
+            if self.writer.transport is not None:
+                raise
+            self.writer._transport = plain
             return
         ssl_object = self.writer.get_extra_info("ssl_object")
         self.sni = getattr(ssl_object, "vcr_sni", None)
