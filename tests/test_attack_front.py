@@ -4,13 +4,21 @@ traceback in the log and without hanging the client."""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
+import threading
+import time
+
+from proxy_addon.cassette import load
 
 from .proxy import Proxy
-from .test_direct_front import _read_all, _tunnel, front  # noqa: F401 (a fixture)
+from .test_direct_front import _completion_cassette, _read_all, _tunnel, front  # noqa: F401 (a fixture)
 
 COMPLETION = b'{"messages":[],"model":"m"}'
 POST = (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: openrouter.ai\r\nConnection: close\r\n"
@@ -173,3 +181,40 @@ def test_a_stop_with_connections_in_every_state_is_clean(front):
     assert proxy.process.wait(10) == 0
     output = proxy.output()
     assert "Traceback" not in output and "Unhandled" not in output and "Task was" not in output, output
+
+
+def test_a_switch_to_record_while_a_large_body_is_viewed_records_nothing(tmp_path):
+    """A large body's view is made in a thread, during which the request hook waits; a switch
+    to record mode then began a recording of the front's request, which the front answered
+    with its 502 ("would have left the machine") and saved in the new cassette as the API's
+    answer. (Timing decides where the switch lands; wherever it does, nothing is recorded.)"""
+    _completion_cassette(tmp_path)
+    proxy = Proxy(tmp_path, launcher=True, vcr_mode="replay", vcr_front="direct",
+                  vcr_max_body=str(400 << 20)).start()
+    try:
+        # Over a megabyte as sent (its view is made off the loop), and slow to decode and read.
+        body = gzip.compress(json.dumps({"pad": base64.b64encode(os.urandom(1 << 20)).decode(),
+                                         "messages": [{"role": "user", "content": "hello world " * 8}] * 1_000_000,
+                                         "model": "m"}).encode())
+        answers = []
+        with proxy.client(timeout=120) as client:
+            sender = threading.Thread(target=lambda: answers.append(client.post(
+                "https://openrouter.ai/api/v1/chat/completions", content=body,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})))
+            sender.start()
+            time.sleep(0.2)  # the body sent, its view under way (it takes about half a second)
+            with proxy.control() as control:
+                assert control.post("http://vcr-proxy.control/cassette",
+                                    json={"name": "fresh", "mode": "record"}).status_code == 200
+            sender.join(120)
+        # A 404: the switch came after the request was matched (a slow machine); never a 502.
+        answer = answers[0]
+        assert answer.status_code == 404 or (answer.status_code == 503
+                                             and "switched to record mode" in answer.text), answer.text
+        with proxy.control() as control:
+            control.post("http://vcr-proxy.control/eject")
+    finally:
+        proxy.stop()
+    fresh = tmp_path / "cassettes" / "fresh.yaml"
+    assert not fresh.exists() or not load(fresh).interactions
+    assert "recorded POST" not in proxy.output()

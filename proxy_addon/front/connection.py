@@ -216,10 +216,7 @@ class FrontConnection:
             # Opened while the proxy replayed; it has switched since (a control selection):
             # this front answers from cassettes only, so the client comes back on a new
             # connection, which mitmproxy routes by the mode now in force.
-            message = (f"vcr-proxy: {request.method} {request.path.split('?')[0]}: the proxy "
-                       f"switched to {proxy.mode} mode after this connection was opened for "
-                       "replay; not forwarded: send it again on a new connection")
-            flow.response = flow_error(flow, 503, message, {"Connection": "close"})
+            flow.response = _switched(flow, proxy.mode)
             keep = False
         elif is_upgrade(request.headers):
             flow.response = flow_error(flow, 501, "vcr-proxy: WebSocket sessions are not replayed "
@@ -230,7 +227,13 @@ class FrontConnection:
             result = proxy.request(flow)
             if result is not None:
                 await result
-            if flow.response is None:
+            if proxy.recorder.drop(flow):
+                # The switch came while the hook ran (a large body's view is made in a thread):
+                # it began a recording, which mitmproxy would forward; not this front. Unsaved,
+                # or a 502 of this front's would be recorded as the API's answer.
+                flow.response = _switched(flow, proxy.mode)
+                keep = False
+            elif flow.response is None:
                 # Never forwarded from here: nothing leaves the machine in replay mode.
                 flow.response = flow_error(flow, 502, "vcr-proxy: this request would have left "
                                            "the machine; replay mode forwards nothing")
@@ -256,6 +259,14 @@ class FrontConnection:
         if not keep:
             self.writer.close()
         return keep
+
+
+def _switched(flow: http.HTTPFlow, mode: str) -> http.Response:
+    request = flow.request
+    message = (f"vcr-proxy: {request.method} {request.path.split('?')[0]}: the proxy switched "
+               f"to {mode} mode after this connection was opened for replay; not forwarded: "
+               "send it again on a new connection")
+    return flow_error(flow, 503, message, {"Connection": "close"})
 
 
 def _with_connection(response: http.Response, keep: bool) -> http.Response:
