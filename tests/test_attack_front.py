@@ -218,3 +218,20 @@ def test_a_switch_to_record_while_a_large_body_is_viewed_records_nothing(tmp_pat
     fresh = tmp_path / "cassettes" / "fresh.yaml"
     assert not fresh.exists() or not load(fresh).interactions
     assert "recorded POST" not in proxy.output()
+
+
+def test_plain_http_inside_a_tunnel_is_answered_or_explained(front):
+    """`curl -p` (and Node's tunnelling agents) send plain HTTP inside a CONNECT tunnel: the
+    front started TLS on it, the handshake failed and the client had an empty reply, with
+    nothing in the log (mitmproxy answers it)."""
+    proxy, _ = front
+    base = ["curl", "-sS", "--max-time", "20", "-p", "-x", proxy.url, "-d", COMPLETION.decode(),
+            "-H", "Content-Type: application/json"]
+    port80 = subprocess.run(base + ["http://openrouter.ai/api/v1/chat/completions"],
+                            capture_output=True, timeout=30, text=True)
+    assert "default.yaml" in port80.stdout, port80  # mitmproxy's miss: http:// was not recorded
+    other = subprocess.run(base + ["http://openrouter.ai:8443/api/v1/chat/completions"],
+                           capture_output=True, timeout=30, text=True)
+    assert other.returncode != 0
+    assert "plain HTTP inside a CONNECT tunnel to openrouter.ai:8443" in proxy.output()
+    _quiet(proxy)

@@ -95,6 +95,13 @@ class FrontConnection:
         try:
             await self.writer.start_tls(self.front.certificates.context(self.host))
         except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as error:
+            if getattr(error, "reason", None) == "HTTP_REQUEST":
+                # Plain HTTP in the tunnel, on a port other than 80 (Front.target leaves those
+                # to mitmproxy): the connection is closed by now, the log says why.
+                log.error(f"vcr-proxy: a client sent plain HTTP inside a CONNECT tunnel to "
+                          f"{self.host}:{self.port}; vcr_front=direct reads only TLS there: start "
+                          "the proxy with vcr_front=mitmproxy to replay it")
+                return
             log.debug(f"vcr-proxy: direct front: TLS with a client for {self.host} failed: {error}")
             return
         except AttributeError:

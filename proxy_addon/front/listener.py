@@ -97,8 +97,11 @@ class Front:
         except ValueError:
             return None
         if (request.method != "CONNECT" or not request.http_version.startswith("HTTP/1.")
-                or request.authority.startswith("[")):
-            return None  # IPv6 literals: mitmproxy's
+                or request.authority.startswith("[")  # IPv6 literals
+                # Port 80: plain HTTP in the tunnel (curl -p, Node's tunnelling agents), which
+                # the front, TLS only, cannot read; mitmproxy reads both.
+                or request.port == 80):
+            return None
         host = normalize_host(request.host)
         options, proxy = ctx.options, self.proxy  # (allow_hosts, ignore_hosts: refused in configure)
         if (proxy.mode != "replay" or host == CONTROL_HOST or not proxy.routes.handles(host, "replay")
