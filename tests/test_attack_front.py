@@ -235,3 +235,21 @@ def test_plain_http_inside_a_tunnel_is_answered_or_explained(front):
     assert other.returncode != 0
     assert "plain HTTP inside a CONNECT tunnel to openrouter.ai:8443" in proxy.output()
     _quiet(proxy)
+
+
+def test_credentials_in_headers_quoted_by_refusals_are_scrubbed(front, tmp_path):
+    """The Host header (a host mismatch), X-Vcr-Fault and X-Vcr-Cassette are quoted in their
+    400s, and the Host one in the log too, as sent: a key there was printed (both fronts: the
+    addon's messages)."""
+    proxy, _ = front
+    key = "sk-or-v1-QUOTEDKEY0123456789abcdefSECRET"
+    for header in [f"Host: {key}", f"X-Vcr-Fault: {key}", f"X-Vcr-Cassette: ../{key}"]:
+        sock = _tunnel(proxy)
+        sock.sendall(POST.replace(b"Host: openrouter.ai\r\n", b"") + header.encode()
+                     + b"\r\nContent-Length: 2\r\n\r\n{}")
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 400") and key.encode() not in answer, answer
+    assert key not in proxy.output()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
