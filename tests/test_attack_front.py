@@ -253,3 +253,21 @@ def test_credentials_in_headers_quoted_by_refusals_are_scrubbed(front, tmp_path)
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_absolute_form_targets_inside_a_tunnel_are_read_as_mitmproxy_reads_them(front):
+    """RFC 9112 asks servers to accept an absolute-form target; mitmproxy, in a tunnel, reads
+    it as a request to the tunnel's target (then checks the Host header). The front refused
+    every one with a 400."""
+    proxy, _ = front
+    for target in [b"https://openrouter.ai/api/v1/chat/completions",
+                   b"https://OPENROUTER.AI./api/v1/chat/completions"]:
+        sock = _tunnel(proxy)
+        sock.sendall(POST.replace(b"/api/v1/chat/completions", target)
+                     + b"Content-Length: %d\r\n\r\n%s" % (len(COMPLETION), COMPLETION))
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 200") and b"gen-front-1" in answer, answer
+    sock = _tunnel(proxy)  # another host in the Host header: refused, as before
+    sock.sendall(b"GET https://evil.example/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400") and b"not forwarded" in answer, answer

@@ -157,8 +157,12 @@ class FrontConnection:
         except ValueError:
             # Not repeated: the line may hold a credential (mitmproxy's message quotes it).
             raise BadRequest("the request could not be read as HTTP/1.1") from None
-        if request.authority or request.method == "CONNECT":
-            raise BadRequest("inside a CONNECT tunnel, requests name a path only (origin form)")
+        if request.method == "CONNECT":
+            raise BadRequest("a CONNECT inside a CONNECT tunnel is not read")
+        # An absolute-form target (RFC 9112 asks servers to accept it) names the tunnel's host,
+        # whatever it says, as in mitmproxy's tunnels: the Host header is then checked against
+        # the tunnel's target, which refuses another host.
+        request.data.authority = b""
         if getattr(ctx.options, "validate_inbound_headers", True):
             try:
                 validate_headers(request)  # as mitmproxy does: against request smuggling
