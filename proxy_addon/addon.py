@@ -665,6 +665,7 @@ class VcrProxy:
         problem = host_mismatch(request.host, request.port, request.scheme, request.host_header,
                                 flow.client_conn.sni)
         if problem:
+            problem = scrub_line(problem)  # it quotes the Host header and the SNI as sent
             log.error(f"vcr-proxy: refused {request.method} {scrub_line(request.pretty_url)}: {problem}")
             flow.response = error_response(400, f"vcr-proxy: {problem}; the request was not forwarded")
             return None
@@ -678,7 +679,9 @@ class VcrProxy:
         try:
             flow.metadata["vcr_fault"] = parse_fault(fault_text) if fault_text else self.session.fault
         except ValueError as error:
-            flow.response = error_response(400, f"vcr-proxy: {FAULT_HEADER}: {error}")
+            # The header's value is quoted: a client's odd header may hold anything.
+            message = scrub_line(str(error))
+            flow.response = error_response(400, f"vcr-proxy: {FAULT_HEADER}: {message}")
             return None
         if is_websocket_upgrade(request.headers):
             return self._websocket(flow, mode)
@@ -698,7 +701,8 @@ class VcrProxy:
         try:
             path = self.cassette_for(name)
         except ValueError as error:
-            flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
+            message = scrub_line(str(error))  # it quotes the header's value
+            flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {message}")
             return None
         return self._dispatch(flow, path, mode)
 

@@ -66,6 +66,17 @@ class Recorder:
         if upstream:
             reroute(flow, upstream)
 
+    def drop(self, flow: http.HTTPFlow) -> bool:
+        """Give back the recording begun for `flow`, which will not be forwarded after all (the
+        direct front's: it forwards nothing); whether there was one."""
+        recording: PendingRecording | None = flow.metadata.pop("vcr", None)
+        if recording is None:
+            return False
+        recording.writer.release_id(recording.id)
+        recording.discard()
+        self.in_flight.discard(id(recording))
+        return True
+
     @staticmethod
     def responseheaders(flow: http.HTTPFlow) -> None:
         recording: PendingRecording | None = flow.metadata.get("vcr")

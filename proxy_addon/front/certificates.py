@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import ssl
+import sys
 import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from mitmproxy import ctx
+
+log = logging.getLogger("vcr-proxy")
 
 
 def _name(host: str) -> x509.GeneralName:
@@ -59,6 +63,27 @@ class Certificates:
     def _sni_callback(self, host: str):
         def chosen(ssl_object, server_name, _context) -> None:
             ssl_object.vcr_sni = server_name
-            if server_name and server_name.lower().rstrip(".") != host:
+            # Any other spelling too ("OpenRouter.ai.", a trailing dot): a client checks the
+            # certificate against the name it sent, and mitmproxy's certificate names it.
+            if server_name and server_name != host:
                 ssl_object.context = self.context(host, server_name)
         return chosen
+
+
+def quiet_server_names() -> None:
+    """ssl decodes a client's server name (SNI) as ASCII before any sni_callback runs; one that
+    is not ASCII fails the handshake, as it should, but Python prints the decoding error, with
+    a traceback, as an "Exception ignored". That one becomes a line of debug log; any other
+    goes to the hook there was."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if (isinstance(error, UnicodeDecodeError) and isinstance(unraisable.object, bytes)
+                and error.object == unraisable.object):
+            log.debug("vcr-proxy: direct front: a TLS client sent a server name that is not "
+                      "ASCII; its handshake was refused")
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook

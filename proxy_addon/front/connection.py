@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 
@@ -21,6 +22,50 @@ from .sending import PacedSender, whole
 log = logging.getLogger("vcr-proxy")
 
 HEAD_LIMIT = 64 * 1024  # bytes of a request's line and headers (asyncio's stream limit)
+# A line ends in CRLF or a bare LF, as mitmproxy (h11's buffer) reads them: one split for both
+# fronts, so a bare LF inside a head is no header of one and part of another's value.
+LINE_END = re.compile(rb"\r?\n")
+# A chunk's size is hex digits and nothing else (h11's rule): int(..., 16) would also take a
+# sign, "0x" and underscores, which mitmproxy refuses, and a negative size.
+CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+
+
+class HeadTooLarge(Exception):
+    """A head past HEAD_LIMIT bytes; `read` holds what was taken of it from the reader."""
+
+    def __init__(self, read: bytes):
+        super().__init__()
+        self.read = read
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    """A request's line and headers as sent, through the empty line that ends them. Lines end
+    in CRLF or a bare LF (mitmproxy reads both: a client sending bare LFs is answered, not left
+    waiting for a CRLF that never comes); empty lines before the request line are skipped, as
+    RFC 9112 asks. IncompleteReadError if the client closes first."""
+    head = bytearray()
+    started = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise HeadTooLarge(bytes(head)) from None
+        head += line
+        if len(head) > HEAD_LIMIT:
+            raise HeadTooLarge(bytes(head))
+        if line == b"\r\n" or line == b"\n":
+            if started:
+                return bytes(head)
+        else:
+            started = True
+
+
+def head_lines(head: bytes) -> list[bytes]:
+    """`head`'s request line and header lines, without their ends."""
+    lines = LINE_END.split(head)[:-2]
+    while lines and not lines[0]:
+        del lines[0]
+    return lines
 
 
 class BadRequest(Exception):
@@ -46,10 +91,27 @@ class FrontConnection:
 
     async def serve(self) -> None:
         self.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        plain = self.writer.transport
         try:
             await self.writer.start_tls(self.front.certificates.context(self.host))
         except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as error:
+            if getattr(error, "reason", None) == "HTTP_REQUEST":
+                # Plain HTTP in the tunnel, on a port other than 80 (Front.target leaves those
+                # to mitmproxy): the connection is closed by now, the log says why.
+                log.error(f"vcr-proxy: a client sent plain HTTP inside a CONNECT tunnel to "
+                          f"{self.host}:{self.port}; vcr_front=direct reads only TLS there: start "
+                          "the proxy with vcr_front=mitmproxy to replay it")
+                return
             log.debug(f"vcr-proxy: direct front: TLS with a client for {self.host} failed: {error}")
+            return
+        except AttributeError:
+            # Closed mid-handshake from this side (close_all, at a stop): asyncio's handshake
+            # then ends with no transport rather than an error, and StreamWriter.start_tls
+            # fails on it, leaving the writer none (its close() and __del__ would fail too).
+            # The closed plain one stands in.
+            if self.writer.transport is not None:
+                raise
+            self.writer._transport = plain
             return
         ssl_object = self.writer.get_extra_info("ssl_object")
         self.sni = getattr(ssl_object, "vcr_sni", None)
@@ -67,10 +129,10 @@ class FrontConnection:
     async def _one_request(self) -> bool:
         """Answer the next request; whether the connection goes on."""
         try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
+            head = await read_head(self.reader)
         except asyncio.IncompleteReadError:
             return False  # the client closed between requests (or mid-head)
-        except asyncio.LimitOverrunError:
+        except HeadTooLarge:
             return self._refuse(BadRequest(f"its headers are larger than {HEAD_LIMIT:,} bytes", 431))
         except (ConnectionError, ssl.SSLError, OSError):
             return False
@@ -79,6 +141,8 @@ class FrontConnection:
             body = await self._body(request)
         except BadRequest as error:
             return self._refuse(error)
+        except asyncio.LimitOverrunError:  # a chunk-size or trailer line past asyncio's limit
+            return self._refuse(BadRequest("its chunked body cannot be read"))
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             return False
         request.data.content = body
@@ -88,14 +152,17 @@ class FrontConnection:
         return await self._answer(flow) and not self.writer.is_closing()
 
     def _parse(self, head: bytes) -> http.Request:
-        lines = head.split(b"\r\n")[:-2]
         try:
-            request = read_request_head(lines)
+            request = read_request_head(head_lines(head))
         except ValueError:
             # Not repeated: the line may hold a credential (mitmproxy's message quotes it).
             raise BadRequest("the request could not be read as HTTP/1.1") from None
-        if request.authority or request.method == "CONNECT":
-            raise BadRequest("inside a CONNECT tunnel, requests name a path only (origin form)")
+        if request.method == "CONNECT":
+            raise BadRequest("a CONNECT inside a CONNECT tunnel is not read")
+        # An absolute-form target (RFC 9112 asks servers to accept it) names the tunnel's host,
+        # whatever it says, as in mitmproxy's tunnels: the Host header is then checked against
+        # the tunnel's target, which refuses another host.
+        request.data.authority = b""
         if getattr(ctx.options, "validate_inbound_headers", True):
             try:
                 validate_headers(request)  # as mitmproxy does: against request smuggling
@@ -127,14 +194,13 @@ class FrontConnection:
     async def _chunked(self, limit: int) -> bytes:
         parts, total = [], 0
         while True:
-            line = await self.reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("its chunked body cannot be read") from None
+            size = CHUNK_SIZE.fullmatch(await self.reader.readuntil(b"\n"))
+            if size is None:
+                raise BadRequest("its chunked body cannot be read")
+            size = int(size[1], 16)
             if size == 0:
-                while (await self.reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: not kept
-                    pass
+                while (await self.reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
+                    pass  # trailers: not kept
                 return b"".join(parts)
             total += size
             if total > limit:
@@ -161,10 +227,7 @@ class FrontConnection:
             # Opened while the proxy replayed; it has switched since (a control selection):
             # this front answers from cassettes only, so the client comes back on a new
             # connection, which mitmproxy routes by the mode now in force.
-            message = (f"vcr-proxy: {request.method} {request.path.split('?')[0]}: the proxy "
-                       f"switched to {proxy.mode} mode after this connection was opened for "
-                       "replay; not forwarded: send it again on a new connection")
-            flow.response = flow_error(flow, 503, message, {"Connection": "close"})
+            flow.response = _switched(flow, proxy.mode)
             keep = False
         elif is_upgrade(request.headers):
             flow.response = flow_error(flow, 501, "vcr-proxy: WebSocket sessions are not replayed "
@@ -175,7 +238,13 @@ class FrontConnection:
             result = proxy.request(flow)
             if result is not None:
                 await result
-            if flow.response is None:
+            if proxy.recorder.drop(flow):
+                # The switch came while the hook ran (a large body's view is made in a thread):
+                # it began a recording, which mitmproxy would forward; not this front. Unsaved,
+                # or a 502 of this front's would be recorded as the API's answer.
+                flow.response = _switched(flow, proxy.mode)
+                keep = False
+            elif flow.response is None:
                 # Never forwarded from here: nothing leaves the machine in replay mode.
                 flow.response = flow_error(flow, 502, "vcr-proxy: this request would have left "
                                            "the machine; replay mode forwards nothing")
@@ -201,6 +270,14 @@ class FrontConnection:
         if not keep:
             self.writer.close()
         return keep
+
+
+def _switched(flow: http.HTTPFlow, mode: str) -> http.Response:
+    request = flow.request
+    message = (f"vcr-proxy: {request.method} {request.path.split('?')[0]}: the proxy switched "
+               f"to {mode} mode after this connection was opened for replay; not forwarded: "
+               "send it again on a new connection")
+    return flow_error(flow, 503, message, {"Connection": "close"})
 
 
 def _with_connection(response: http.Response, keep: bool) -> http.Response:

@@ -7,11 +7,12 @@ import asyncio
 import logging
 
 from mitmproxy import ctx
+from mitmproxy.net.http.http1 import read_request_head
 from mitmproxy.proxy.mode_servers import RegularInstance
 
 from ..routing import CONTROL_HOST, normalize_host
-from .certificates import Certificates
-from .connection import FrontConnection
+from .certificates import Certificates, quiet_server_names
+from .connection import FrontConnection, HeadTooLarge, head_lines, read_head
 
 log = logging.getLogger("vcr-proxy")
 
@@ -24,6 +25,8 @@ _front: "Front | None" = None
 def install(front: "Front") -> None:
     """Route the regular proxy's connections through `front` (once per process)."""
     global _front
+    if _front is None:
+        quiet_server_names()
     _front = front
     RegularInstance.handle_stream = _handle_stream
 
@@ -32,17 +35,26 @@ async def _handle_stream(self, reader, writer=None) -> None:
     front = _front
     if front is None or writer is None or not front.enabled():
         return await _mitmproxy_handle_stream(self, reader, writer)
+    head = b""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readexactly(1)
+        # Only a CONNECT can be the front's: any other first byte goes to mitmproxy at once (a
+        # client of an HTTPS proxy, `curl -x https://...`, speaks TLS first and waits: its
+        # bytes never end a head).
+        if head == b"C":
+            head += await read_head(reader)
     except asyncio.IncompleteReadError:
         writer.close()  # closed before a whole head: nothing to answer
         return
-    except asyncio.LimitOverrunError:
-        head = b""  # still buffered, unread
+    except HeadTooLarge as error:
+        _unread(reader, head + error.read)  # mitmproxy's to refuse
+        return await _mitmproxy_handle_stream(self, reader, writer)
     except (ConnectionError, OSError):
         writer.close()
         return
-    target = front.target(head, writer, self.mode) if head else None
+    # Bytes after the head (a ClientHello sent without waiting for the 200) are in the reader's
+    # buffer, where start_tls would never see them: mitmproxy reads them.
+    target = front.target(head, writer, self.mode) if not reader._buffer else None
     if target is None:
         _unread(reader, head)
         return await _mitmproxy_handle_stream(self, reader, writer)
@@ -76,20 +88,27 @@ class Front:
 
     def target(self, head: bytes, writer: asyncio.StreamWriter, mode) -> tuple[str, int] | None:
         """The (host, port) of a CONNECT this front serves whole, else None."""
-        line, _, _ = head.partition(b"\r\n")
-        parts = line.split(b" ")
-        if len(parts) != 3 or parts[0] != b"CONNECT" or not parts[2].startswith(b"HTTP/1."):
+        if not head.startswith(b"CONNECT "):
             return None
-        host, colon, port = parts[1].decode("ascii", "replace").rpartition(":")
-        if not colon or not port.isdigit() or not host or host.startswith("["):
-            return None  # IPv6 literals and odd targets: mitmproxy's parser decides
-        host = normalize_host(host)
+        try:
+            # mitmproxy's parser, and its checks of the host and port (1 to 65535): what it
+            # refuses, it refuses in its own words.
+            request = read_request_head(head_lines(head))
+        except ValueError:
+            return None
+        if (request.method != "CONNECT" or not request.http_version.startswith("HTTP/1.")
+                or request.authority.startswith("[")  # IPv6 literals
+                # Port 80: plain HTTP in the tunnel (curl -p, Node's tunnelling agents), which
+                # the front, TLS only, cannot read; mitmproxy reads both.
+                or request.port == 80):
+            return None
+        host = normalize_host(request.host)
         options, proxy = ctx.options, self.proxy  # (allow_hosts, ignore_hosts: refused in configure)
         if (proxy.mode != "replay" or host == CONTROL_HOST or not proxy.routes.handles(host, "replay")
                 or getattr(options, "proxyauth", None)  # mitmproxy asks for it; so would we
                 or proxy.outside_loopback(writer.get_extra_info("sockname"), mode)):
             return None
-        return host, int(port)
+        return host, request.port
 
     async def serve(self, reader, writer, host: str, port: int) -> None:
         served = FrontConnection(self, reader, writer, host, port)

@@ -167,7 +167,8 @@ class Realtime:
         try:
             path = self.proxy.cassette_for(name)
         except ValueError as error:
-            flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {error}")
+            message = scrub_line(str(error))  # it quotes the header's value
+            flow.response = error_response(400, f"vcr-proxy: {CASSETTE_HEADER}: {message}")
             return None
         secrets = scrub.collect(Secrets(), request.pretty_url, request.headers.items(multi=True))
         url = scrub.url(ws_url(flow), secrets)
