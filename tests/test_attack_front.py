@@ -271,3 +271,22 @@ def test_absolute_form_targets_inside_a_tunnel_are_read_as_mitmproxy_reads_them(
     sock.sendall(b"GET https://evil.example/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
     answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 400") and b"not forwarded" in answer, answer
+
+
+def test_certificates_for_many_server_names_are_kept_to_a_hundred(front):
+    """Each server name a client sends gets a certificate naming it: kept like mitmproxy's
+    store (100), not one more per name for the proxy's life."""
+    from .reliability.test_mode_switch import _connect
+    from .test_direct_front import _front_status
+
+    proxy, _ = front
+    context = ssl.create_default_context(cafile=str(proxy.ca))
+    context.check_hostname = False  # the names differ from the tunnel's host on purpose
+    for n in range(120):
+        with context.wrap_socket(_connect(proxy, "openrouter.ai:443"),
+                                 server_hostname=f"n{n}.openrouter.ai"):
+            pass
+    assert _front_status(proxy)["certificates"] == 100
+    with proxy.client() as client:  # the tunnel's own host still gets its certificate
+        assert client.post("https://openrouter.ai/api/v1/chat/completions",
+                           content=COMPLETION).status_code == 200

@@ -23,8 +23,12 @@ def _name(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+KEPT = 100  # contexts kept, as mitmproxy's CertStore keeps certificates (its STORE_CAP)
+
+
 class Certificates:
-    """One context per (CONNECT host, SNI): a handful of LLM hosts, made once each."""
+    """One context per (CONNECT host, SNI): a handful of LLM hosts, made once each. A client
+    may send any number of server names; the oldest contexts past KEPT are let go of."""
 
     def __init__(self) -> None:
         self.contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
@@ -34,6 +38,8 @@ class Certificates:
         made = self.contexts.get(key)
         if made is None:
             made = self.contexts[key] = self._make(host, sni)
+            while len(self.contexts) > KEPT:
+                del self.contexts[next(iter(self.contexts))]
         return made
 
     def _make(self, host: str, sni: str | None) -> ssl.SSLContext:

@@ -245,9 +245,12 @@ class FrontConnection:
                 flow.response = _switched(flow, proxy.mode)
                 keep = False
             elif flow.response is None:
-                # Never forwarded from here: nothing leaves the machine in replay mode.
-                flow.response = flow_error(flow, 502, "vcr-proxy: this request would have left "
-                                           "the machine; replay mode forwards nothing")
+                # Never forwarded from here (a switch to passthrough while the hook ran, say):
+                # this front answers from cassettes only.
+                flow.response = flow_error(flow, 502, "vcr-proxy: not forwarded: this connection "
+                                           "was taken for replay (vcr_front=direct), which sends "
+                                           "nothing on; send it again on a new connection")
+                keep = False
         plan = flow.metadata.pop(paced.PLAN, None)
         proxy.responseheaders(flow)
         response = flow.response

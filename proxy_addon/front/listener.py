@@ -80,7 +80,8 @@ class Front:
 
     def status(self) -> dict:
         """For the control endpoint's /status: this front, and what it has served."""
-        return {"kind": ctx.options.vcr_front, "connections": self.taken, "open": len(self.serving)}
+        return {"kind": ctx.options.vcr_front, "connections": self.taken, "open": len(self.serving),
+                "certificates": len(self.certificates.contexts)}
 
     @staticmethod
     def enabled() -> bool:
