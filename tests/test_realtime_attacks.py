@@ -242,6 +242,9 @@ def test_replay_answers_every_upgrade_itself_and_survives_rude_clients(tmp_path)
         websocket.send("a")
         assert websocket.recv(TIMEOUT) == "hello"
         websocket.close_socket()
+        # Its reading thread may still write (a close frame) to the file descriptor number the
+        # next socket gets: seen as a TLS record before that connection's ClientHello.
+        websocket.recv_events_thread.join(TIMEOUT)
         with connect(HOSTILE_URL + "echo", ssl=client_context(proxy), proxy=proxy.url,
                      open_timeout=TIMEOUT) as websocket:
             assert websocket.recv(TIMEOUT) == "hello"
