@@ -10,7 +10,7 @@ import ssl
 import time
 
 from mitmproxy import connection, ctx, http
-from mitmproxy.net.http.http1 import assemble_response_head, read_request_head
+from mitmproxy.net.http.http1 import read_request_head
 from mitmproxy.net.http.http1.read import connection_close, expected_http_body_size
 from mitmproxy.net.http.validate import validate_headers
 
@@ -258,8 +258,8 @@ class FrontConnection:
         if plan is not None:
             chunked = request.http_version != "HTTP/1.0"
             keep = keep and chunked and not plan.cut
-            self.sender = PacedSender(self.writer.transport, _head(response, keep), plan,
-                                      chunked, head_only)
+            head = whole(_with_connection(response, keep), head_only=True)
+            self.sender = PacedSender(self.writer.transport, head, plan, chunked, head_only)
             sent = await self.sender.start()
             self.sender = None
             keep = keep and sent
@@ -287,7 +287,3 @@ def _with_connection(response: http.Response, keep: bool) -> http.Response:
     if not keep:
         response.headers["Connection"] = "close"
     return response
-
-
-def _head(response: http.Response, keep: bool) -> bytes:
-    return assemble_response_head(_with_connection(response, keep))
